@@ -1,0 +1,110 @@
+"""The training loop: ``fit`` records every iteration, ``evaluate`` measures a model on a loader.
+
+Each iteration is the textbook ``zero_grad; loss.backward(); step`` so any
+``torch.optim.Optimizer`` (torch's own or gdlab's scratch rules) drives it the
+same way. A loss that is NaN or infinite ends the run at once: the optimizer is
+not stepped on it, the run is marked diverged, and what was recorded so far is
+kept.
+"""
+
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from gdlab.train.history import STATUS_DIVERGED, History
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: Iterable, loss_fn: LossFn = F.cross_entropy) -> dict:
+    """Mean loss per sample and accuracy of ``model`` over every batch of ``loader``.
+
+    Assumes ``loss_fn`` averages over its batch (the default reduction), so each
+    batch's loss is weighted by its size. The model's train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = 0.0
+    correct = 0
+    count = 0
+    for x, y in loader:
+        scores = model(x)
+        loss_sum += loss_fn(scores, y).item() * len(y)
+        correct += (scores.argmax(dim=1) == y).sum().item()
+        count += len(y)
+    model.train(was_training)
+    if count == 0:
+        return {"loss": math.nan, "accuracy": math.nan}
+    return {"loss": loss_sum / count, "accuracy": correct / count}
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    epochs: int = 1,
+    loss_fn: LossFn = F.cross_entropy,
+    val_loader: Iterable | None = None,
+    scheduler=None,
+    on_iteration: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, History], None] | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` passes over ``loader``; return its History.
+
+    ``scheduler`` (any torch LR scheduler) is stepped once per epoch, as in the
+    course notebooks. With ``val_loader`` the model is evaluated after every
+    epoch. ``on_iteration(iteration, loss)`` and ``on_epoch(epoch, history)``
+    are for progress display.
+    """
+    history = History()
+    started = time.perf_counter()
+    iteration = 0
+    model.train()
+    for epoch in range(epochs):
+        history.epoch_learning_rate.append(optimizer.param_groups[0]["lr"])
+        # Correct counts stay on the device until the epoch ends: one transfer
+        # per epoch instead of one per batch.
+        epoch_losses: list[float] = []
+        epoch_correct: list[torch.Tensor] = []
+        epoch_sizes: list[int] = []
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            scores = model(x)
+            loss = loss_fn(scores, y)
+            loss_value = loss.item()
+            epoch_losses.append(loss_value)
+            epoch_correct.append((scores.detach().argmax(dim=1) == y).sum())
+            epoch_sizes.append(len(y))
+            if not math.isfinite(loss_value):
+                history.status = STATUS_DIVERGED
+                history.diverged_at_iteration = iteration
+                break
+            loss.backward()
+            optimizer.step()
+            if on_iteration is not None:
+                on_iteration(iteration, loss_value)
+            iteration += 1
+        correct = torch.stack(epoch_correct).tolist() if epoch_correct else []
+        history.iteration_loss.extend(epoch_losses)
+        history.iteration_accuracy.extend(c / n for c, n in zip(correct, epoch_sizes))
+        if history.diverged:
+            break
+        seen = sum(epoch_sizes)
+        history.epoch_train_loss.append(
+            sum(loss * n for loss, n in zip(epoch_losses, epoch_sizes)) / seen if seen else math.nan
+        )
+        history.epoch_train_accuracy.append(sum(correct) / seen if seen else math.nan)
+        if val_loader is not None:
+            val = evaluate(model, val_loader, loss_fn)
+            history.epoch_val_loss.append(val["loss"])
+            history.epoch_val_accuracy.append(val["accuracy"])
+        if scheduler is not None:
+            scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+    history.seconds = time.perf_counter() - started
+    return history
