@@ -14,6 +14,8 @@ STATUS_DIVERGED = "diverged"
 class History:
     iteration_loss: list[float] = field(default_factory=list)
     iteration_accuracy: list[float] = field(default_factory=list)
+    # Iterations run in each epoch, the last one partial if the run diverged in it.
+    epoch_iterations: list[int] = field(default_factory=list)
     epoch_train_loss: list[float] = field(default_factory=list)
     epoch_train_accuracy: list[float] = field(default_factory=list)
     epoch_val_loss: list[float] = field(default_factory=list)
@@ -30,6 +32,10 @@ class History:
     @property
     def epochs_completed(self) -> int:
         return len(self.epoch_train_loss)
+
+    def iteration_epochs(self) -> list[int]:
+        """The epoch of every iteration, aligned with ``iteration_loss``."""
+        return [epoch for epoch, count in enumerate(self.epoch_iterations) for _ in range(count)]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -91,6 +91,7 @@ def fit(
         correct = torch.stack(epoch_correct).tolist() if epoch_correct else []
         history.iteration_loss.extend(epoch_losses)
         history.iteration_accuracy.extend(c / n for c, n in zip(correct, epoch_sizes))
+        history.epoch_iterations.append(len(epoch_losses))
         if history.diverged:
             break
         seen = sum(epoch_sizes)
