@@ -295,7 +295,7 @@ def _across_tensors(names, findings, counts) -> list[Finding]:
     wrong = [layer for layer in layers if any(_layer_of(name) == layer for name in findings)]
     last_wrong = layers.index(wrong[-1])
     if len(wrong) == 1:
-        return [_one_layer(wrong[0], layers, names, findings)]
+        return [_one_layer(wrong[0], layers, findings)]
     if wrong == layers[: last_wrong + 1] and last_wrong + 1 < len(layers):
         after = layers[last_wrong + 1]
         return [
@@ -304,8 +304,8 @@ def _across_tensors(names, findings, counts) -> list[Finding]:
                 f"The layers from {after} on match, but {wrong[-1]} and every layer before it are wrong: "
                 f"the gradient carried back from {after} into {wrong[-1]} is wrong. That step is "
                 "dL/dz = (dL/dz_next @ W_next) * f'(z); most often the activation derivative f'(z) is "
-                "the culprit (relu' = 1 where z > 0 else 0, sigmoid' = a (1 - a), tanh' = 1 - a^2, with "
-                "a = f(z) already applied: do not apply f to a again), evaluated at this layer's own z.",
+                "the culprit: relu' = 1 where z > 0 else 0; sigmoid' = a (1 - a) and tanh' = 1 - a^2 "
+                "take this layer's activation a = f(z) itself (applying f to a again is a common slip).",
                 f"wrong from {wrong[-1]} down",
                 layer=wrong[-1],
             )
@@ -344,7 +344,7 @@ def _common_factor(names, findings, counts):
     )
 
 
-def _one_layer(layer, layers, names, findings) -> Finding:
+def _one_layer(layer, layers, findings) -> Finding:
     position = layers.index(layer)
     own = [finding for name, finding in findings.items() if _layer_of(name) == layer]
     what = "; ".join(f"{finding.tensor}: {finding.summary}" for finding in own)

@@ -1,6 +1,7 @@
 """Check a hand-written MLP backward pass against autograd and finite differences."""
 
 import copy
+import dataclasses
 from typing import Callable
 
 import torch
@@ -100,13 +101,7 @@ def check_mlp_backward(
         return report
     numerical_reference, notes = _trusted_differences(numerical_reference, autograd_reference, report, eps)
     fd_report = compare(analytic, numerical_reference, reference_name="finite differences", **context)
-    fd_report = GradReport(
-        fd_report.comparisons, fd_report.findings, fd_report.reference_name, fd_report.rtol, fd_report.atol,
-        notes=notes,
-    )
-    return GradReport(
-        report.comparisons, report.findings, report.reference_name, report.rtol, report.atol, fd_report
-    )
+    return dataclasses.replace(report, finite_differences=dataclasses.replace(fd_report, notes=notes))
 
 
 def _trusted_differences(numerical, autograd, report, eps):

@@ -48,7 +48,8 @@ class GradReport:
             for finding in findings:
                 console.print(f"- [{finding.kind}] {finding.message}", markup=False)
         console.print(f"Verdict: {self.verdict.upper()}")
-        return console.file.getvalue()
+        # rich pads lines to the console width; the padding is noise in a file or a diff.
+        return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
 
     def __str__(self) -> str:
         return self.render()
