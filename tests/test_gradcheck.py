@@ -440,6 +440,18 @@ def test_the_course_reports_backward_pass_passes_once_the_mean_is_added():
     assert check_mlp_backward(fixed, x, y, model=model, loss="mse").ok
 
 
+def test_the_reports_1e9_fudge_factor_does_not_make_the_gradient_pass():
+    def fudged(model, y_true, y_pred):
+        report_004_backpropagation(model, y_true, y_pred)
+        return [(1e-9 * model.dL_dw[l], 1e-9 * model.dL_db[l]) for l in range(1, model.L + 1)]
+
+    model, x, y = course_inputs()
+    report = check_mlp_backward(fudged, x, y, model=model, loss="mse")
+    finding = whole_network_finding(report)
+    assert not report.ok
+    assert finding.kind == "constant_factor" and finding.factor == pytest.approx(1e-9 * BATCH * 2)
+
+
 def test_gradients_stored_as_a_list_indexed_from_one_are_read_in_layer_order():
     def stored_in_lists(model, y_true, y_pred):
         pairs = backward_pass(mse_gradient)(model, y_true, y_pred)
