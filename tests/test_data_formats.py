@@ -90,6 +90,13 @@ def test_idx_truncated_header_and_tiny_file(tmp_path):
         read_idx(tmp_path / "tiny")
 
 
+def test_idx_absurd_header_is_refused_without_allocating_it(tmp_path):
+    # a corrupt header claiming 2**31 x 2**16 x 2**16 bytes must fail fast, not exhaust memory
+    (tmp_path / "huge").write_bytes(bytes([0, 0, 8, 3, 0x80, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]) + b"\x00" * 100)
+    with pytest.raises(GdlabError, match=r"huge: truncated IDX file: header promises shape \(2147483648, 65536, 65536\)"):
+        read_idx(tmp_path / "huge")
+
+
 def test_idx_trailing_bytes_are_refused(tmp_path):
     (tmp_path / "long").write_bytes(idx_bytes(np.zeros(4, np.uint8)) + b"\x00")
     with pytest.raises(GdlabError, match="longer than its header says"):

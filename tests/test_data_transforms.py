@@ -110,5 +110,7 @@ def test_flip_mirrors_whole_images_with_probability_p():
 def test_flip_errors():
     with pytest.raises(GdlabError, match=r"p must be a probability in \[0, 1\], got 1.5"):
         random_horizontal_flip(_images(), torch.Generator(), p=1.5)
+    with pytest.raises(GdlabError, match=r"needs a torch.Generator .*got None"):
+        random_horizontal_flip(_images(), None)
     with pytest.raises(GdlabError, match=r"needs a batch tensor"):
         random_horizontal_flip(torch.zeros(5), torch.Generator())

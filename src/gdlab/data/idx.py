@@ -10,6 +10,7 @@ nothing after them. MNIST images are ``0x00000803`` (uint8, 3 dims: N, 28,
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -37,18 +38,6 @@ def _open(path: Path):
     return gzip.open(path, "rb") if is_gzip else open(path, "rb")
 
 
-def _read_exactly(stream, count: int) -> bytearray:
-    buffer = bytearray(count)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < count:
-        got = stream.readinto(view[filled:])
-        if not got:
-            break
-        filled += got
-    return buffer[:filled] if filled < count else buffer
-
-
 def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
     """The array stored in the IDX file at ``path``, in native byte order.
 
@@ -60,7 +49,7 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
     path = Path(path)
     try:
         with _open(path) as stream:
-            header = _read_exactly(stream, 4)
+            header = stream.read(4)
             if len(header) < 4:
                 raise GdlabError(f"{path}: not an IDX file: it holds {len(header)} bytes, fewer than the 4-byte magic number")
             magic = int.from_bytes(header, "big")
@@ -75,7 +64,7 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
                     f"{path}: not an IDX file: magic number 0x{magic:08x} is not 0x0000TTDD with a known "
                     f"type TT in {{{', '.join(f'{code:02x}' for code in IDX_TYPES)}}} and DD >= 1 dimensions"
                 )
-            dims_bytes = _read_exactly(stream, 4 * ndim)
+            dims_bytes = stream.read(4 * ndim)
             if len(dims_bytes) < 4 * ndim:
                 raise GdlabError(
                     f"{path}: truncated IDX header: expected {ndim} dimension sizes ({4 * ndim} bytes), "
@@ -83,24 +72,26 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
                 )
             shape = tuple(int(size) for size in np.frombuffer(dims_bytes, dtype=">u4"))
             dtype = IDX_TYPES[type_code]
-            expected_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            payload = _read_exactly(stream, expected_bytes)
+            expected_bytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+            # read what is there rather than what the header claims: a corrupt
+            # header must not make us allocate gigabytes
+            payload = stream.read()
             if len(payload) < expected_bytes:
                 raise GdlabError(
                     f"{path}: truncated IDX file: header promises shape {shape} ({expected_bytes} bytes "
                     f"of data), found only {len(payload)} bytes; re-download or re-copy the file"
                 )
-            if stream.read(1):
+            if len(payload) > expected_bytes:
                 raise GdlabError(
                     f"{path}: IDX file longer than its header says: shape {shape} needs {expected_bytes} "
-                    "bytes of data, but more bytes follow"
+                    f"bytes of data, found {len(payload)}"
                 )
     except FileNotFoundError:
         raise GdlabError(f"{path}: file not found") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise GdlabError(f"{path}: broken gzip stream ({error}); the file is truncated or corrupt, re-download it") from None
-    array = np.frombuffer(payload, dtype=dtype).reshape(shape)
-    return array if dtype.isnative or dtype.itemsize == 1 else array.astype(dtype.newbyteorder("="))
+    # astype copies into a writable, native-endian array that torch.from_numpy can share
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 IDX_UINT8_IMAGES = 0x00000803

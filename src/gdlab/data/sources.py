@@ -162,7 +162,7 @@ def search(info: DatasetInfo, root: str | os.PathLike | None = None) -> tuple[Lo
         notes = []
         for folder in candidate_folders(info, place):
             if not folder.is_dir():
-                notes.append(f"{folder} (no such folder)")
+                notes.append(f"{folder} ({'not a folder' if folder.exists() else 'no such folder'})")
                 continue
             location, partial = finder(folder)
             if location is not None:

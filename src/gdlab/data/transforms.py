@@ -91,6 +91,10 @@ def random_horizontal_flip(x: torch.Tensor, generator: torch.Generator, p: float
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise GdlabError(f"random_horizontal_flip needs a batch tensor (N, ..., W), got {x!r:.80}")
+    if not isinstance(generator, torch.Generator):
+        raise GdlabError(
+            f"random_horizontal_flip needs a torch.Generator (e.g. torch.Generator().manual_seed(0)), got {generator!r}"
+        )
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
         raise GdlabError(f"random_horizontal_flip: p must be a probability in [0, 1], got {p!r}")
     draws = torch.rand(x.shape[0], generator=generator, device=generator.device)
