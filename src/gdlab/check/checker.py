@@ -53,6 +53,22 @@ def check_training_function(
     `CannotCheck` when the function cannot be called or run to its end, and
     `GdlabError` for hyperparameters torch refuses.
     """
+    with _one_thread():
+        return _check(fn, against, hparams, renames, epochs, dtype, seed)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run on one thread: on a model this small, starting and syncing threads costs more than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check(fn, against, hparams, renames, epochs, dtype, seed) -> CheckReport:
     rule = get_rule(against)
     dtype = _resolve_dtype(dtype)
     if not isinstance(epochs, int) or epochs < 1:
@@ -119,6 +135,7 @@ def check_training_function(
         call=call.describe(epochs),
         problem=problem.describe(),
         dtype=dtype,
+        epochs=epochs,
         steps_expected=expected,
         steps_taken=taken,
         max_relative_difference=largest,

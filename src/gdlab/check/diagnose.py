@@ -47,8 +47,11 @@ Stepper = Callable[[StepRecord], dict[str, torch.Tensor]]
 
 @dataclass(frozen=True)
 class Hypothesis:
+    """A mistake: what it is, where to look for it in the code, and the rule that makes it."""
+
     cause: str
     make_stepper: Callable[[], Stepper]
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,22 @@ class Diagnosis:
     cause: str
     explained_steps: int
     compared_steps: int
+    first_step: int
+    hint: str = ""
 
     def describe(self) -> str:
-        if self.explained_steps == self.compared_steps:
-            return self.cause
-        return (
-            f"{self.cause} (this explains {self.explained_steps} of the {self.compared_steps} steps from "
-            f"the first difference on, so there may be more than one mistake)"
-        )
+        """The cause, the evidence (how many steps it matches), then where to look."""
+        if self.explained_steps == 0:
+            evidence = ""
+        elif self.explained_steps == self.compared_steps:
+            steps = "your step" if self.compared_steps == 1 else f"all {self.compared_steps} of your steps"
+            evidence = f"; this matches {steps} from step {self.first_step} on"
+        else:
+            evidence = (
+                f"; this matches {self.explained_steps} of your {self.compared_steps} steps from step "
+                f"{self.first_step} on, so there may be more than one mistake"
+            )
+        return f"{self.cause}{evidence}." + (f" {self.hint}" if self.hint else "")
 
 
 class TorchStepper:
@@ -188,8 +199,8 @@ def hypotheses(rule: Rule, hparams: dict[str, float | bool]) -> list[Hypothesis]
     """The known mistakes that can be told apart from torch's rule under these hyperparameters."""
     found: list[Hypothesis] = []
 
-    def add(cause: str, make_stepper: Callable[[], Stepper]) -> None:
-        found.append(Hypothesis(cause, make_stepper))
+    def add(cause: str, make_stepper: Callable[[], Stepper], hint: str = "") -> None:
+        found.append(Hypothesis(cause, make_stepper, hint))
 
     def variant(**changes) -> Callable[[], Stepper]:
         return lambda: TorchStepper(_torch_variant(rule, hparams, **changes))
@@ -199,10 +210,10 @@ def hypotheses(rule: Rule, hparams: dict[str, float | bool]) -> list[Hypothesis]
 
     if rule.name in ("sgd", "rmsprop") and momentum != 0:
         add(
-            f"momentum is never applied: every update equals plain {rule.title}'s with momentum=0 "
-            "(is the momentum buffer ever stored and used after the first step?)",
+            f"momentum is never applied: every update equals plain {rule.title}'s with momentum=0",
             variant(**({"momentum": 0.0, "dampening": 0.0, "nesterov": False} if rule.name == "sgd"
                        else {"momentum": 0.0})),
+            hint="Is the momentum buffer stored at the first step, and used from the second on?",
         )
     if weight_decay != 0:
         add(
@@ -231,9 +242,9 @@ def hypotheses(rule: Rule, hparams: dict[str, float | bool]) -> list[Hypothesis]
                 ),
             )
     add(
-        "gradients are never zeroed: each step uses the sum of all gradients so far, because "
-        "backward() adds into p.grad (call p.grad.zero_() or model.zero_grad() every step)",
+        "gradients are never zeroed: each step uses the sum of all gradients so far",
         lambda: TorchStepper(_torch_variant(rule, hparams), transform_gradient=AccumulatedGradients()),
+        hint="backward() adds into p.grad: call p.grad.zero_() or model.zero_grad() in every step.",
     )
     if rule.name == "sgd" and momentum != 0:
         nesterov, dampening = bool(hparams["nesterov"]), float(hparams["dampening"])
@@ -298,9 +309,9 @@ def hypotheses(rule: Rule, hparams: dict[str, float | bool]) -> list[Hypothesis]
     if rule.name != "sgd" or momentum != 0:
         state = {"sgd": "momentum buffers", "rmsprop": "running averages", "adagrad": "sums of squared gradients"}
         add(
-            f"the optimizer state ({state.get(rule.name, 'moment estimates')}) starts afresh every epoch: "
-            "is it created inside the loop over epochs?",
+            f"the optimizer state ({state.get(rule.name, 'moment estimates')}) starts afresh every epoch",
             lambda: TorchStepper(_torch_variant(rule, hparams), restart_each_epoch=True),
+            hint="Is it created inside the loop over epochs?",
         )
     return found
 
@@ -321,6 +332,7 @@ def diagnose(
     dtype = next(iter(records[first].before.values())).dtype
     limit = tolerance(dtype)
     compared = len(records) - first
+    first_step = records[first].number
     best: Diagnosis | None = None
     for hypothesis in hypotheses(rule, hparams):
         stepper = hypothesis.make_stepper()
@@ -334,15 +346,15 @@ def diagnose(
             elif index == first:
                 break
         if explained == compared:
-            return Diagnosis(hypothesis.cause, explained, compared)
+            return Diagnosis(hypothesis.cause, explained, compared, first_step, hypothesis.hint)
         if explained and (best is None or explained > best.explained_steps):
-            best = Diagnosis(hypothesis.cause, explained, compared)
+            best = Diagnosis(hypothesis.cause, explained, compared, first_step, hypothesis.hint)
     scaled = _constant_factor(records, first, limit, batch_size)
     if scaled is not None and (best is None or scaled.explained_steps > best.explained_steps):
         return scaled
     if best is not None:
         return best
-    return Diagnosis(_no_known_pattern(records[first]), 0, compared)
+    return Diagnosis(_no_known_pattern(records[first]), 0, compared, first_step)
 
 
 def _flat_updates(record: StepRecord) -> tuple[torch.Tensor, torch.Tensor]:
@@ -357,12 +369,13 @@ def _constant_factor(records: list[StepRecord], first: int, limit: float, batch_
     """A constant multiple c of torch's update, fitted at the first differing step (least squares)."""
     record = records[first]
     if steps_agree(record.before, record.before, record.after, limit):
-        cause = (
-            "the parameters did not change at this step: the update never reached the model "
-            "(p = p - lr*g only rebinds the loop variable; write p.data = p.data - lr*g, or "
-            "p -= lr*g under torch.no_grad())"
+        hint = (
+            "p = p - lr*g only rebinds the loop variable; write p.data = p.data - lr*g, or p -= lr*g "
+            "under torch.no_grad()."
         )
-        return Diagnosis(cause, *_count_scaled(records, first, 0.0, limit))
+        explained, compared = _count_scaled(records, first, 0.0, limit)
+        cause = "the parameters did not change: the update never reached the model"
+        return Diagnosis(cause, explained, compared, record.number, hint)
     user, reference = _flat_updates(record)
     reference_norm = reference.dot(reference).item()
     if reference_norm == 0 or not torch.isfinite(user).all():
@@ -371,7 +384,8 @@ def _constant_factor(records: list[StepRecord], first: int, limit: float, batch_
     explained, compared = _count_scaled(records, first, factor, limit)
     if explained == 0:
         return None
-    return Diagnosis(_describe_factor(factor, batch_size), explained, compared)
+    cause, hint = _describe_factor(factor, batch_size)
+    return Diagnosis(cause, explained, compared, record.number, hint)
 
 
 def _count_scaled(records: list[StepRecord], first: int, factor: float, limit: float) -> tuple[int, int]:
@@ -391,20 +405,25 @@ def _count_scaled(records: list[StepRecord], first: int, factor: float, limit: f
     return explained, len(records) - first
 
 
-def _describe_factor(factor: float, batch_size: int) -> str:
+def _describe_factor(factor: float, batch_size: int) -> tuple[str, str]:
+    """The cause and the hint for updates that are ``factor`` times torch's."""
     if abs(factor + 1) < 1e-3:
         return (
-            "every update has the wrong sign: parameters move up the gradient (p + lr*g) instead of "
-            "down (p - lr*g)"
+            "every update has the wrong sign: parameters move up the gradient instead of down",
+            "Is it p + lr*g where p - lr*g belongs?",
         )
-    text = f"the learning rate is scaled wrongly: every update is {factor:.6g} times torch's"
+    # Near 1, six digits would print 1.000001 as "1": show the deviation instead.
+    shown = f"{factor:.6g}" if abs(factor - 1) >= 1e-4 else f"(1 {'+' if factor > 1 else '-'} {abs(factor - 1):.3g})"
+    cause = f"the learning rate is scaled wrongly: every update is {shown} times torch's"
     if abs(factor * batch_size - 1) < 1e-3:
-        text += f" (1/{batch_size}, one over the batch size: is the gradient divided by the batch size again?)"
-    elif abs(factor / batch_size - 1) < 1e-3:
-        text += f" ({batch_size}, the batch size: is the loss summed over the batch instead of averaged?)"
-    elif abs(factor - round(factor)) < 1e-3 or abs(1 / factor - round(1 / factor)) < 1e-3:
-        text += " (a learning rate multiplied or divided by a whole number somewhere?)"
-    return text
+        return cause + f" (1/{batch_size}, one over the batch size)", (
+            "The loss is already a mean over the batch: is the gradient divided by the batch size again?"
+        )
+    if abs(factor / batch_size - 1) < 1e-3:
+        return cause + f" ({batch_size}, the batch size)", "Is the loss summed over the batch instead of averaged?"
+    if abs(factor - round(factor)) < 1e-3 or abs(1 / factor - round(1 / factor)) < 1e-3:
+        return cause, "Is the learning rate multiplied or divided by a whole number somewhere?"
+    return cause, ""
 
 
 def _no_known_pattern(record: StepRecord) -> str:

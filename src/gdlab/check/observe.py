@@ -27,8 +27,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 
-class StepLimitReached(Exception):
-    """Raised inside the user's loop to stop a function that keeps drawing batches."""
+class StepLimitReached(BaseException):
+    """Raised inside the user's loop to stop a function that keeps drawing batches.
+
+    A BaseException, like KeyboardInterrupt, so that an ``except Exception``
+    in the user's code cannot swallow it and loop on.
+    """
 
 
 @dataclass(eq=False)

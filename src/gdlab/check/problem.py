@@ -36,8 +36,8 @@ class Problem:
     def describe(self) -> str:
         sizes = "-".join(str(size) for size in MODEL_SIZES)
         return (
-            f"{len(self.y)} MNIST digits (mnist-5k, {PER_CLASS} per class), batches of {self.batch_size}, "
-            f"MLP {sizes}, {self.x.dtype}".replace("torch.", "")
+            f"{len(self.y)} MNIST digits (mnist-5k), batches of {self.batch_size}, MLP {sizes}, "
+            f"{str(self.x.dtype).removeprefix('torch.')}"
         )
 
 

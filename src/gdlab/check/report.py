@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -50,6 +51,7 @@ class CheckReport:
     call: str
     problem: str
     dtype: torch.dtype
+    epochs: int
     steps_expected: int
     steps_taken: int
     max_relative_difference: float
@@ -87,21 +89,21 @@ class CheckReport:
             ("checked", self.function),
             ("against", self.reference),
             ("called as", self.call),
-            ("on", f"{self.problem}, {self.steps_expected} steps"),
+            ("on", f"{self.problem}; {self.epochs} epochs = {self.steps_expected} steps"),
         ]
 
     def finding_rows(self) -> list[tuple[str, str]]:
         """Below the verdict, as (label, text) rows: the numbers at the first difference, the cause, notes."""
         rows = []
         where = self.first_divergence
-        if where is not None and where.parameter is not None:
+        if where is not None and not math.isnan(where.relative_difference):
             eps = torch.finfo(self.dtype).eps
             rows.append((
                 "difference",
                 f"{where.max_abs_difference:.3g} at most; relative {where.relative_difference:.3g} = "
                 f"{where.relative_difference / eps:.3g} eps (a step passes up to {TOLERANCE_EPS} eps)",
             ))
-            rows.append(("your update", f"off by {where.update_error:.3g} of the size of torch's update"))
+            rows.append(("your update", f"differs from torch's by {100 * where.update_error:.3g}% of its size"))
         if self.likely_cause is not None:
             rows.append(("likely cause", self.likely_cause))
         rows += [("note", note) for note in self.notes]
