@@ -64,7 +64,8 @@ class Adagrad(ScratchOptimizer):
         check_flag("maximize", group["maximize"])
 
     def add_param_group(self, param_group: dict) -> None:
-        initial_value = param_group.get("initial_accumulator_value", self.defaults["initial_accumulator_value"])
+        super().add_param_group(param_group)
+        initial_value = self.param_groups[-1]["initial_accumulator_value"]
         if initial_value != self.defaults["initial_accumulator_value"]:
             warnings.warn(
                 f"Adagrad param group sets initial_accumulator_value={initial_value}, but every sum "
@@ -72,7 +73,6 @@ class Adagrad(ScratchOptimizer):
                 f"torch.optim.Adagrad); use one optimizer per initial value to get it",
                 stacklevel=2,
             )
-        super().add_param_group(param_group)
 
     def _state_of(self, param: torch.Tensor) -> dict:
         state = self.state[param]

@@ -67,7 +67,9 @@ def sgd(
         theta <- theta - gamma * g
 
     ``momentum_buffers[i]`` is None before the first step and is filled in
-    place; with ``momentum == 0`` the list is not read.
+    place; with a float ``momentum == 0`` the list is not read. A tensor
+    momentum always keeps buffers; a configuration whose momentum is 0 then
+    ignores its dampening, as torch does, so its buffer is its gradient.
     """
     for i, param in enumerate(params):
         lr, weight_decay, momentum, dampening = _per_parameter(
@@ -311,17 +313,18 @@ def _per_parameter(param: Tensor, *hyperparameters: Hyperparameter) -> tuple[Hyp
     Only the leading dimension is kept, so viewing a view again (for the next
     parameter, of another rank) is the same as viewing the original.
     """
+    configurations = param.shape[0] if param.dim() > 0 else 1
     viewed = []
     for value in hyperparameters:
         if isinstance(value, Tensor) and value.dim() > 0:
-            if value.numel() not in (1, param.shape[0]) or value.numel() != value.shape[0]:
+            if value.numel() not in (1, configurations) or value.numel() != value.shape[0]:
                 raise ValueError(
                     f"a tensor hyperparameter must hold one value per stacked configuration "
                     f"(shape () or (K,) or (K, 1, ..., 1)) with K = the parameters' first "
                     f"dimension; got shape {tuple(value.shape)} for a parameter of shape "
                     f"{tuple(param.shape)}"
                 )
-            value = value.reshape(value.shape[:1] + (1,) * (param.dim() - 1))
+            value = value.reshape((-1,) + (1,) * (param.dim() - 1) if param.dim() > 0 else ())
         viewed.append(value)
     return tuple(viewed)
 

@@ -1,0 +1,378 @@
+"""``gdlab verify``: every scratch update rule and the scratch backward pass, against torch.
+
+Update rules: for every flag combination, in float32 and float64, one small
+MLP is trained twice from the same initialization on the same batches, once
+stepped by gdlab's optimizer and once by ``torch.optim``'s with
+``foreach=False``. Both runs use two param groups with different
+hyperparameters, a StepLR schedule and a parameter that never gets a
+gradient. After every step every parameter must be ``torch.equal``: the
+gradients come from each model's own forward and backward pass, so a
+difference of one ulp anywhere would grow and show.
+
+Backward pass: ``gdlab.backprop.MLP.backward`` for every activation and
+loss, float64, against autograd on the same network and batch, to a relative
+difference of ``BACKPROP_RTOL`` per gradient tensor.
+
+One row per rule; exit status 1 when any row fails.
+"""
+
+import contextlib
+import copy
+import functools
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import typer
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from gdlab import optim
+from gdlab.models import MLP
+
+STEPS = 60
+DTYPES = (torch.float32, torch.float64)
+BACKPROP_RTOL = 1e-9
+BACKPROP_CRITERION = f"relative difference <= {BACKPROP_RTOL:g} vs autograd, float64"
+RULE_CRITERION = "torch.equal"
+BACKPROP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "identity")
+BACKPROP_LOSSES = ("mse", "cross_entropy")
+
+_SIZES = [12, 16, 16, 4]
+_BATCH_SIZE = 16
+_EXAMPLES = 64
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One line of the verify table.
+
+    ``max_difference`` is the largest absolute parameter difference over all
+    steps and configurations for a rule; for the backward pass, the largest
+    relative difference of a gradient tensor. ``first_mismatch`` names the
+    first configuration, step and tensor that failed ``criterion``.
+    """
+
+    rule: str
+    configurations: int
+    criterion: str
+    bit_exact: bool
+    max_difference: float
+    seconds: float
+    first_mismatch: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.first_mismatch is None
+
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def _grid(**axes) -> Iterator[dict]:
+    for values in itertools.product(*axes.values()):
+        yield dict(zip(axes, values))
+
+
+def _valid_sgd(config: dict) -> bool:
+    return not config["nesterov"] or (config["momentum"] > 0 and config["dampening"] == 0)
+
+
+def rule_checks() -> list[tuple[str, OptimizerFactory, OptimizerFactory, list[dict]]]:
+    """(name, gdlab class, torch class with foreach=False, every flag combination) per rule."""
+    return [
+        (
+            "SGD",
+            optim.SGD,
+            functools.partial(torch.optim.SGD, foreach=False),
+            [
+                config
+                for config in _grid(
+                    lr=[0.05], momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
+                    weight_decay=[0.0, 0.01], maximize=[False, True],
+                )
+                if _valid_sgd(config)
+            ],
+        ),
+        (
+            "Adam",
+            optim.Adam,
+            functools.partial(torch.optim.Adam, foreach=False),
+            list(_grid(lr=[0.01], amsgrad=[False, True], weight_decay=[0.0, 0.01], maximize=[False, True])),
+        ),
+        (
+            "AdamW",
+            optim.AdamW,
+            functools.partial(torch.optim.AdamW, foreach=False),
+            list(_grid(lr=[0.01], amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True])),
+        ),
+        (
+            "RMSprop",
+            optim.RMSprop,
+            functools.partial(torch.optim.RMSprop, foreach=False),
+            list(_grid(
+                lr=[0.01], centered=[False, True], momentum=[0.0, 0.9], weight_decay=[0.0, 0.01],
+                maximize=[False, True],
+            )),
+        ),
+        (
+            "Adagrad",
+            optim.Adagrad,
+            functools.partial(torch.optim.Adagrad, foreach=False),
+            list(_grid(
+                lr=[0.05], lr_decay=[0.0, 0.01], initial_accumulator_value=[0.0, 0.1],
+                weight_decay=[0.0, 0.01], maximize=[False, True],
+            )),
+        ),
+    ]
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """The networks here are tiny: a second intra-op thread only waits on the
+    others, and on shared cores it made verify 3-10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compare_rule(
+    rule: str,
+    scratch: OptimizerFactory,
+    reference: OptimizerFactory,
+    configurations: list[dict],
+    *,
+    dtypes=DTYPES,
+    steps: int = STEPS,
+) -> VerifyRow:
+    """Train with ``scratch`` and ``reference`` side by side for every configuration and dtype.
+
+    ``scratch`` and ``reference`` are called like optimizer classes,
+    ``(param_groups, **configuration)``. The row passes when every parameter
+    is ``torch.equal`` after every step.
+    """
+    start = time.perf_counter()
+    max_difference = 0.0
+    first_mismatch = None
+    for configuration, dtype in itertools.product(configurations, dtypes):
+        with _one_thread():
+            difference, mismatch = _train_side_by_side(scratch, reference, configuration, dtype, steps)
+        max_difference = max(max_difference, difference)
+        if mismatch is not None and first_mismatch is None:
+            first_mismatch = f"{_describe(configuration)}, {str(dtype).removeprefix('torch.')}: {mismatch}"
+    return VerifyRow(
+        rule=rule,
+        configurations=len(configurations) * len(dtypes),
+        criterion=RULE_CRITERION,
+        bit_exact=first_mismatch is None,
+        max_difference=max_difference,
+        seconds=time.perf_counter() - start,
+        first_mismatch=first_mismatch,
+    )
+
+
+def _describe(configuration: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in configuration.items())
+
+
+def _param_groups(model: MLP, spare: nn.Parameter, configuration: dict) -> list[dict]:
+    """First layer in a group with its own lr and weight decay; the rest, and a
+    parameter that never gets a gradient, on the defaults."""
+    first, *rest = model.layers
+    return [
+        {
+            "params": list(first.parameters()),
+            "lr": configuration["lr"] / 2,
+            "weight_decay": configuration.get("weight_decay", 0.0) * 2,
+        },
+        {"params": [param for layer in rest for param in layer.parameters()] + [spare]},
+    ]
+
+
+def _train_side_by_side(
+    scratch: OptimizerFactory,
+    reference: OptimizerFactory,
+    configuration: dict,
+    dtype: torch.dtype,
+    steps: int,
+) -> tuple[float, str | None]:
+    """Returns the largest |difference| over steps and parameters and the first mismatch, if any."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        scratch_model = MLP(_SIZES, activation="tanh").to(dtype)
+        inputs = torch.randn(_EXAMPLES, _SIZES[0], dtype=dtype)
+        labels = torch.randint(0, _SIZES[-1], (_EXAMPLES,))
+    reference_model = copy.deepcopy(scratch_model)
+    runs = []
+    for model, make_optimizer in ((scratch_model, scratch), (reference_model, reference)):
+        spare = nn.Parameter(torch.ones(3, dtype=dtype))
+        optimizer = make_optimizer(_param_groups(model, spare, configuration), **configuration)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+        runs.append((model, optimizer, schedule, spare))
+
+    max_difference = 0.0
+    first_mismatch = None
+    for step in range(1, steps + 1):
+        rows = slice((step * _BATCH_SIZE) % _EXAMPLES, (step * _BATCH_SIZE) % _EXAMPLES + _BATCH_SIZE)
+        for model, optimizer, schedule, _ in runs:
+            optimizer.zero_grad()
+            F.cross_entropy(model(inputs[rows]), labels[rows]).backward()
+            optimizer.step()
+            schedule.step()
+        (scratch_model, _, _, scratch_spare), (reference_model, _, _, reference_spare) = runs
+        named_pairs = [
+            (name, param, reference_param)
+            for (name, param), reference_param in zip(
+                scratch_model.named_parameters(), reference_model.parameters(), strict=True
+            )
+        ] + [("parameter without gradient", scratch_spare, reference_spare)]
+        for name, param, reference_param in named_pairs:
+            difference = (param - reference_param).abs().max().item()
+            max_difference = max(max_difference, difference)
+            if first_mismatch is None and not torch.equal(param, reference_param):
+                first_mismatch = f"step {step}, {name} differs by up to {difference:.3g}"
+    return max_difference, first_mismatch
+
+
+def compare_backward(
+    make_net: Callable[[list[int], str], nn.Module],
+    *,
+    activations=BACKPROP_ACTIVATIONS,
+    losses=BACKPROP_LOSSES,
+    rule: str = "backprop.MLP",
+) -> VerifyRow:
+    """``make_net(sizes, activation).backward`` against autograd, float64, every activation and loss.
+
+    Passes when every gradient tensor is within ``BACKPROP_RTOL`` of autograd's,
+    relative to the largest entry of autograd's tensor.
+    """
+    start = time.perf_counter()
+    max_difference = 0.0
+    first_mismatch = None
+    bit_exact = True
+    for activation, loss in itertools.product(activations, losses):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = make_net(_SIZES, activation).to(torch.float64)
+            inputs = torch.randn(_EXAMPLES, _SIZES[0], dtype=torch.float64)
+            if loss == "mse":
+                targets = torch.randn(_EXAMPLES, _SIZES[-1], dtype=torch.float64)
+            else:
+                targets = torch.randint(0, _SIZES[-1], (_EXAMPLES,))
+        with _one_thread():
+            expected = _autograd_gradients(net, inputs, targets, loss)
+            with torch.no_grad():
+                predictions = net(inputs)
+                computed = net.backward(targets, predictions, loss=loss)
+        for index, ((dW, db), (dW_expected, db_expected)) in enumerate(zip(computed, expected, strict=True)):
+            for name, value, reference in (("dL_dW", dW, dW_expected), ("dL_db", db, db_expected)):
+                bit_exact &= torch.equal(value, reference)
+                difference = _relative_difference(value, reference)
+                max_difference = max(max_difference, difference)
+                if first_mismatch is None and not difference <= BACKPROP_RTOL:
+                    first_mismatch = (
+                        f"activation={activation}, loss={loss}: layer {index} {name} "
+                        f"differs by {difference:.3g} relative"
+                    )
+    return VerifyRow(
+        rule=rule,
+        configurations=len(activations) * len(losses),
+        criterion=BACKPROP_CRITERION,
+        bit_exact=bit_exact,
+        max_difference=max_difference,
+        seconds=time.perf_counter() - start,
+        first_mismatch=first_mismatch,
+    )
+
+
+def _autograd_gradients(net: nn.Module, inputs, targets, loss: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    predictions = net(inputs)
+    if loss == "mse":
+        value = F.mse_loss(predictions, targets)
+    else:
+        value = F.cross_entropy(predictions, targets)
+    tensors = [tensor for layer in net.layers for tensor in (layer.weight, layer.bias)]
+    gradients = torch.autograd.grad(value, tensors)
+    return list(zip(gradients[0::2], gradients[1::2]))
+
+
+def _relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
+    if value.shape != reference.shape:
+        return float("inf")
+    scale = reference.abs().max().item()
+    difference = (value - reference).abs().max().item()
+    return difference / scale if scale > 0 else difference
+
+
+def _backprop_row() -> VerifyRow:
+    try:
+        from gdlab.backprop import MLP as ScratchBackpropMLP
+    except ImportError as error:
+        return VerifyRow(
+            rule="backprop.MLP",
+            configurations=0,
+            criterion=BACKPROP_CRITERION,
+            bit_exact=False,
+            max_difference=float("nan"),
+            seconds=0.0,
+            first_mismatch=f"gdlab.backprop.MLP could not be imported: {error}",
+        )
+    return compare_backward(lambda sizes, activation: ScratchBackpropMLP(sizes, activation=activation))
+
+
+def run_verify(console: Console | None = None) -> list[VerifyRow]:
+    """Run every check; print the table on ``console`` when one is given."""
+    rows = [compare_rule(*check) for check in rule_checks()]
+    rows.append(_backprop_row())
+    if console is not None:
+        console.print(results_table(rows))
+        failed = [row for row in rows if not row.passed]
+        if failed:
+            for row in failed:
+                console.print(f"[red]{row.rule}[/red]: {row.first_mismatch}")
+        else:
+            console.print("every scratch rule and the backward pass agree with torch")
+    return rows
+
+
+def results_table(rows: list[VerifyRow]) -> Table:
+    criteria = "; ".join(sorted({f"{row.rule}: {row.criterion}" for row in rows if row.criterion != RULE_CRITERION}))
+    table = Table(
+        title="gdlab verify: scratch vs torch",
+        caption=f"pass = {RULE_CRITERION} on every parameter after every step"
+        + (f" ({criteria})" if criteria else ""),
+    )
+    table.add_column("rule", no_wrap=True)
+    table.add_column("configs", justify="right")
+    table.add_column("bit-exact", justify="center")
+    table.add_column("max |diff|", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for row in rows:
+        table.add_row(
+            row.rule,
+            str(row.configurations),
+            "yes" if row.bit_exact else "no",
+            f"{row.max_difference:.3g}",
+            f"{row.seconds:.1f}",
+            "[green]ok[/green]" if row.passed else "[red]MISMATCH[/red]",
+        )
+    return table
+
+
+def exit_code(rows: list[VerifyRow]) -> int:
+    """0 when every row passed, 1 otherwise."""
+    return 0 if all(row.passed for row in rows) else 1
+
+
+def verify() -> None:
+    """Check every scratch update rule and the scratch backward pass against torch; exit 1 on any mismatch."""
+    rows = run_verify(Console())
+    raise typer.Exit(exit_code(rows))

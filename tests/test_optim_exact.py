@@ -1,0 +1,233 @@
+"""Every gdlab optimizer is bit-for-bit torch.optim's foreach=False implementation.
+
+Two copies of one small MLP train side by side on the same batches, each
+from its own forward and backward pass, one stepped by gdlab's class and one
+by torch's: any difference of one ulp would change the next gradients and
+grow. Every flag combination, float32 and float64, two param groups with
+different hyperparameters, an LR scheduler, and a parameter that never gets
+a gradient.
+"""
+
+import copy
+import functools
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gdlab.optim
+from gdlab.models import MLP
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tensors here are tiny: a second intra-op thread only waits on other
+    work sharing the cores (3-10x slower when they are busy)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+STEPS = 64
+DTYPES = [torch.float32, torch.float64]
+
+
+def combinations(**axes):
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+SGD_FLAGS = [
+    flags
+    for flags in combinations(
+        momentum=[0.0, 0.9], dampening=[0.0, 0.2], nesterov=[False, True],
+        weight_decay=[0.0, 0.01], maximize=[False, True],
+    )
+    if not flags["nesterov"] or (flags["momentum"] > 0 and flags["dampening"] == 0)
+]
+ADAM_FLAGS = combinations(amsgrad=[False, True], weight_decay=[0.0, 0.01], maximize=[False, True])
+RMSPROP_FLAGS = combinations(
+    centered=[False, True], momentum=[0.0, 0.9], weight_decay=[0.0, 0.01], maximize=[False, True]
+)
+ADAGRAD_FLAGS = combinations(
+    lr_decay=[0.0, 0.01], initial_accumulator_value=[0.0, 0.1], weight_decay=[0.0, 0.01],
+    maximize=[False, True],
+)
+
+
+def sgd_first_group(config):
+    return {"lr": config["lr"] * 0.3, "weight_decay": 0.05 if config["weight_decay"] else 0.0,
+            "momentum": 0.5 if config["momentum"] else 0.0}
+
+
+def adam_first_group(config):
+    return {"lr": config["lr"] * 0.3, "betas": (0.8, 0.99), "eps": 1e-6,
+            "weight_decay": 0.05 if config["weight_decay"] else 0.0}
+
+
+def rmsprop_first_group(config):
+    return {"lr": config["lr"] * 0.3, "alpha": 0.9, "eps": 1e-6,
+            "momentum": 0.5 if config["momentum"] else 0.0}
+
+
+def adagrad_first_group(config):
+    return {"lr": config["lr"] * 0.3, "lr_decay": 0.05 if config["lr_decay"] else 0.0, "eps": 1e-8}
+
+
+# name: (gdlab class, torch class, base lr, flag combinations, the first group's own hyperparameters)
+RULES = {
+    "SGD": (gdlab.optim.SGD, torch.optim.SGD, 0.05, SGD_FLAGS, sgd_first_group),
+    "Adam": (gdlab.optim.Adam, torch.optim.Adam, 0.01, ADAM_FLAGS, adam_first_group),
+    "AdamW": (gdlab.optim.AdamW, torch.optim.AdamW, 0.01, ADAM_FLAGS, adam_first_group),
+    "RMSprop": (gdlab.optim.RMSprop, torch.optim.RMSprop, 0.01, RMSPROP_FLAGS, rmsprop_first_group),
+    "Adagrad": (gdlab.optim.Adagrad, torch.optim.Adagrad, 0.05, ADAGRAD_FLAGS, adagrad_first_group),
+}
+
+CASES = [
+    pytest.param(name, flags, dtype, id=f"{name}-{'-'.join(f'{k}={v}' for k, v in flags.items())}-{dtype}")
+    for name, (_, _, _, all_flags, _) in RULES.items()
+    for flags in all_flags
+    for dtype in DTYPES
+]
+
+
+def make_run(optimizer_class, config, first_group, model, schedule):
+    """An optimizer over two param groups (the first layer with its own
+    hyperparameters; the rest plus a parameter without gradient) and its schedule."""
+    spare = nn.Parameter(torch.ones(5, dtype=model.layers[0].weight.dtype))
+    first, *rest = model.layers
+    groups = [
+        {"params": list(first.parameters()), **first_group},
+        {"params": [p for layer in rest for p in layer.parameters()] + [spare]},
+    ]
+    optimizer = optimizer_class(groups, **config)
+    return optimizer, schedule(optimizer), spare
+
+
+def train_side_by_side(name, flags, dtype, schedule, steps=STEPS):
+    gdlab_class, torch_class, lr, _, first_group = RULES[name]
+    config = {"lr": lr, **flags}
+    torch.manual_seed(0)
+    model = MLP([8, 12, 12, 3], activation="tanh").to(dtype)
+    reference_model = copy.deepcopy(model)
+    inputs = torch.randn(96, 8, dtype=dtype)
+    labels = torch.randint(0, 3, (96,))
+    optimizer, scheduler, spare = make_run(gdlab_class, config, first_group(config), model, schedule)
+    reference_optimizer, reference_scheduler, reference_spare = make_run(
+        functools.partial(torch_class, foreach=False), config, first_group(config), reference_model, schedule
+    )
+    for step in range(steps):
+        batch = slice(step * 16 % 96, step * 16 % 96 + 16)
+        for net, opt, sched in ((model, optimizer, scheduler), (reference_model, reference_optimizer, reference_scheduler)):
+            opt.zero_grad()
+            F.cross_entropy(net(inputs[batch]), labels[batch]).backward()
+            opt.step()
+            sched.step()
+        for (param_name, param), reference in zip(model.named_parameters(), reference_model.parameters()):
+            assert torch.equal(param, reference), (
+                f"{name} {flags} {dtype}: {param_name} differs after step {step + 1} "
+                f"by up to {(param - reference).abs().max().item():.3g}"
+            )
+    assert torch.equal(spare, torch.ones_like(spare)) and torch.equal(reference_spare, spare)
+    return optimizer, reference_optimizer
+
+
+def step_lr(optimizer):
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+
+
+@pytest.mark.parametrize("name, flags, dtype", CASES)
+def test_bit_exact_with_torch_for_every_flag_combination(name, flags, dtype):
+    optimizer, reference_optimizer = train_side_by_side(name, flags, dtype, step_lr)
+    # The groups really differ, and the schedule really moved the learning rates.
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    assert lrs[0] != lrs[1]
+    assert lrs == [group["lr"] for group in reference_optimizer.param_groups]
+    assert lrs[1] == RULES[name][2] * 0.5 ** (STEPS // 10)
+
+
+def assert_same_state(state_dict, reference_state_dict):
+    """gdlab keeps the state torch keeps, under the same names, bit for bit."""
+    state, reference_state = state_dict["state"], reference_state_dict["state"]
+    assert state.keys() == reference_state.keys()
+    for index in reference_state:
+        assert list(state[index]) == list(reference_state[index])
+        for key, value in reference_state[index].items():
+            assert state[index][key].dtype == value.dtype, (index, key)
+            assert torch.equal(state[index][key], value), (index, key)
+    for group, reference_group in zip(state_dict["param_groups"], reference_state_dict["param_groups"]):
+        for key, value in group.items():
+            assert reference_group[key] == value, key
+
+
+@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_state_matches_torch_state_names_layout_and_values(name, dtype):
+    flags = RULES[name][3][-1]  # the last combination: momentum, amsgrad, centered... on
+    optimizer, reference_optimizer = train_side_by_side(name, flags, dtype, step_lr, steps=20)
+    assert_same_state(optimizer.state_dict(), reference_optimizer.state_dict())
+
+
+SCHEDULES = {
+    "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.3),
+    "MultiStepLR": lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[5, 20, 40], gamma=0.5),
+    "ExponentialLR": lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.97),
+    "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS),
+    "LambdaLR": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + step)),
+    # OneCycleLR also cycles momentum (SGD, RMSprop) or beta1 (Adam, AdamW) where there is one.
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.05, total_steps=STEPS + 1,
+        cycle_momentum="momentum" in opt.defaults or "betas" in opt.defaults,
+    ),
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("name", RULES)
+def test_torch_lr_schedulers_drive_gdlab_optimizers_exactly(name, schedule):
+    flags = RULES[name][3][-1]
+    optimizer, _ = train_side_by_side(name, flags, torch.float64, SCHEDULES[schedule])
+    assert [group["lr"] for group in optimizer.param_groups] != [group["initial_lr"] for group in optimizer.param_groups]
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_step_with_closure_returns_its_loss_and_matches_torch(name):
+    gdlab_class, torch_class, lr, _, _ = RULES[name]
+    torch.manual_seed(1)
+    model = MLP([4, 6, 2]).double()
+    reference = copy.deepcopy(model)
+    x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 2, (10,))
+    optimizer = gdlab_class(model.parameters(), lr=lr)
+    reference_optimizer = torch_class(reference.parameters(), lr=lr, foreach=False)
+
+    def closure_for(net, opt):
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            return loss
+        return closure
+
+    for _ in range(5):
+        loss = optimizer.step(closure_for(model, optimizer))
+        reference_loss = reference_optimizer.step(closure_for(reference, reference_optimizer))
+        assert torch.equal(loss, reference_loss)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_parameters_without_gradient_are_skipped_and_get_no_state(name):
+    gdlab_class, _, lr, all_flags, _ = RULES[name]
+    used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
+    optimizer = gdlab_class([used, unused], lr=lr, **all_flags[-1])
+    for _ in range(3):
+        used.grad = torch.full_like(used, 0.5)
+        optimizer.step()
+    assert torch.equal(unused, torch.ones(3))
+    assert not torch.equal(used, torch.ones(3))
+    # Adagrad, like torch's, creates every state at construction and leaves it untouched.
+    if name == "Adagrad":
+        assert optimizer.state[unused]["step"].item() == 0
+    else:
+        assert unused not in optimizer.state
