@@ -1,0 +1,90 @@
+"""The ``gdlab`` command: run a study, verify the scratch rules, check a user's code, list datasets.
+
+A mistake in what the user gave (a study file, a path, a dataset that is not
+there) is printed as one message saying what to do, with exit code 2; an
+interrupted study exits 130 after saying how to resume it.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gdlab.errors import GdlabError
+
+app = typer.Typer(
+    help="gdlab: exact update rules and backprop, and fast, honest studies of gradient descent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+QUICKSTART = Path("experiments") / "quickstart.toml"
+
+
+def _default_spec() -> Path:
+    """experiments/quickstart.toml here, else the one in the source checkout gdlab runs from."""
+    if QUICKSTART.is_file():
+        return QUICKSTART
+    checkout = Path(__file__).resolve().parents[2] / QUICKSTART
+    if checkout.is_file():
+        return checkout
+    raise GdlabError(f"no study file given and {QUICKSTART} not found here; pass one: gdlab run path/to/study.toml")
+
+
+@app.command()
+def run(
+    spec: Annotated[Path | None, typer.Argument(help="study file (TOML); default experiments/quickstart.toml")] = None,
+    out: Annotated[Path | None, typer.Option(help="study folder; default runs/<name>-<timestamp>")] = None,
+    backend: Annotated[str, typer.Option(help="auto | sequential | vectorized | ray")] = "auto",
+    resume: Annotated[bool, typer.Option(help="continue the study in --out, training only unfinished runs")] = False,
+):
+    """Run a study: train every configuration and seed, select on validation, test once, write results."""
+    from gdlab.report import rich_tables
+    from gdlab.report.tables import selected_lines
+    from gdlab.study import StudyInterrupted, load_study, run_study
+
+    study = load_study(spec or _default_spec())
+    try:
+        summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console)
+    except StudyInterrupted as interrupted:
+        console.print(f"[yellow]{interrupted}[/yellow]")
+        raise typer.Exit(130) from None
+    for table in rich_tables(summary):
+        console.print(table)
+    for line in selected_lines(summary):
+        console.print(line)
+    folder = Path(summary["out_dir"])
+    console.print(f"results: {folder / 'summary.json'}, {folder / 'report.md'}, {folder / 'plots'}/")
+
+
+@app.command()
+def datasets():
+    """Every dataset gdlab knows: where it was found, or how to get it."""
+    from rich.table import Table
+
+    import gdlab.data
+
+    table = Table(title="datasets")
+    for column in ("name", "status", "where / how to get it"):
+        table.add_column(column)
+    for status in gdlab.data.describe_datasets():
+        if status.found:
+            table.add_row(status.name, "[green]found[/green]", status.location)
+        else:
+            table.add_row(status.name, "[yellow]missing[/yellow]", status.how_to_get)
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except GdlabError as error:
+        console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

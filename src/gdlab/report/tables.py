@@ -1,0 +1,96 @@
+"""Result tables of a study, for the terminal (rich) and for report.md (markdown)."""
+
+from rich.table import Table
+
+
+def _mean_ci(figures: dict | None, digits: int = 4) -> str:
+    if not figures or figures.get("mean") is None:
+        return "-"
+    if figures.get("ci_low") is None:
+        return f"{figures['mean']:.{digits}f}"
+    half_width = (figures["ci_high"] - figures["ci_low"]) / 2
+    return f"{figures['mean']:.{digits}f} ± {half_width:.{digits}f}"
+
+
+def _number(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def configuration_rows(summary: dict) -> list[list[str]]:
+    selected = (summary.get("selected") or {}).get("config_id")
+    rows = []
+    for configuration in summary["configurations"]:
+        status = configuration["status"]
+        if configuration["n_diverged"]:
+            status = f"{status} ({configuration['n_diverged']}/{configuration['n_runs']})"
+        rows.append(
+            [
+                ("* " if configuration["id"] == selected else "  ") + configuration["id"],
+                status,
+                _mean_ci(configuration["train_accuracy"]),
+                _mean_ci(configuration["val_accuracy"]),
+                _mean_ci(configuration["val_loss"]),
+                f"{configuration['seconds']:.1f}",
+            ]
+        )
+    return rows
+
+
+CONFIGURATION_HEADER = ["configuration", "status", "train acc", "val acc (95% CI)", "val loss", "seconds"]
+
+
+def selected_lines(summary: dict) -> list[str]:
+    selected = summary.get("selected")
+    if not selected:
+        return [f"nothing selected: {summary.get('selected_reason', 'no configuration finished')}"]
+    ci = selected["test_accuracy_ci"]
+    interval = f" (95% CI {ci[0]:.4f} to {ci[1]:.4f})" if ci[0] is not None else ""
+    return [
+        f"selected on validation: {selected['config_id']} (val acc {_number(selected['val_accuracy'])})",
+        f"test accuracy {_number(selected['test_accuracy'])}{interval}, test loss {_number(selected['test_loss'])}"
+        f" over {len(selected['run_ids'])} seed(s)",
+    ]
+
+
+def effect_rows(summary: dict) -> list[list[str]]:
+    rows = []
+    for effect in summary.get("ablation", {}).get("effects", []):
+        interval = "-" if effect["ci_low"] is None else f"{effect['ci_low']:+.4f} to {effect['ci_high']:+.4f}"
+        rows.append(
+            [
+                effect["factor"],
+                f"{effect['first']} vs {effect['second']}",
+                "-" if effect["effect"] is None else f"{effect['effect']:+.4f}",
+                interval,
+                "-" if effect["p_value"] is None else f"{effect['p_value']:.3g}",
+                str(effect["n_pairs"]),
+            ]
+        )
+    return rows
+
+
+EFFECT_HEADER = ["factor", "comparison", "effect on test acc", "95% CI", "p (paired t)", "pairs"]
+
+
+def rich_tables(summary: dict) -> list[Table]:
+    table = Table(title=f"{summary['experiment']}: configurations (* = selected)")
+    for column in CONFIGURATION_HEADER:
+        table.add_column(column, justify="left" if column in ("configuration", "status") else "right")
+    for row in configuration_rows(summary):
+        style = "red" if row[1].startswith(("diverged", "partly")) else None
+        table.add_row(*row, style=style)
+    tables = [table]
+    if summary.get("ablation"):
+        effects = Table(title="ablation: effect of each factor on test accuracy")
+        for column in EFFECT_HEADER:
+            effects.add_column(column)
+        for row in effect_rows(summary):
+            effects.add_row(*row)
+        tables.append(effects)
+    return tables
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

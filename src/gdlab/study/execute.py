@@ -1,0 +1,121 @@
+"""Training the runs of a study: one at a time, or a scratch/torch pair from one start.
+
+A *job* is the unit a backend hands out: a single run, or a pair that must
+share its initialization and batch order (``implementation = "both"``),. ``run_job`` is a plain function of picklable
+inputs so that the sequential, vectorized and Ray backends all call it.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gdlab.study.problem import (
+    PreparedData,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    eval_loader,
+    prepare_data,
+    resolve_device,
+    train_loader,
+)
+from gdlab.study.search import RunPlan
+from gdlab.train import History, evaluate, fit, get_loss
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "single" | "pair"
+    plans: tuple[RunPlan, ...]
+
+
+@dataclass
+class RunOutcome:
+    plan: RunPlan
+    history: History
+    train_metrics: dict | None  # {"loss", "accuracy"} of the final model on the training split; None if diverged
+    val_metrics: dict | None
+    state_dict: dict
+    max_loss_difference: float | None = None
+
+
+def data_for(plan: RunPlan) -> PreparedData:
+    train = plan.settings.train
+    return prepare_data(plan.settings.data, resolve_device(train.device), getattr(torch, train.dtype))
+
+
+def new_model(plan: RunPlan, data: PreparedData) -> torch.nn.Module:
+    """The run's model, initialized from its seed: the same seed gives the same start."""
+    torch.manual_seed(plan.seed)
+    model = build_model(plan.settings.model, data.input_shape, data.num_classes)
+    return model.to(device=data.train_x.device, dtype=data.train_x.dtype)
+
+
+def finish_run(plan: RunPlan, model: torch.nn.Module, history: History, data: PreparedData) -> RunOutcome:
+    """Final figures of a trained model; a diverged run gets none rather than fake ones."""
+    if history.diverged:
+        train_metrics = val_metrics = None
+    else:
+        loss_fn = get_loss(plan.settings.train.loss)
+        train_metrics = evaluate(model, eval_loader(data.train_x, data.train_y), loss_fn)
+        val_metrics = {"loss": history.epoch_val_loss[-1], "accuracy": history.epoch_val_accuracy[-1]}
+    state_dict = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+    return RunOutcome(plan, history, train_metrics, val_metrics, state_dict)
+
+
+def train_run(plan: RunPlan, data: PreparedData, model: torch.nn.Module | None = None) -> RunOutcome:
+    settings = plan.settings
+    model = model if model is not None else new_model(plan, data)
+    optimizer = build_optimizer(settings.optimizer, model.parameters(), plan.implementation)
+    history = fit(
+        model,
+        optimizer,
+        train_loader(data, settings.train, plan.seed),
+        epochs=settings.train.epochs,
+        loss_fn=get_loss(settings.train.loss),
+        val_loader=eval_loader(data.val_x, data.val_y),
+        scheduler=build_scheduler(settings.train, optimizer),
+    )
+    return finish_run(plan, model, history, data)
+
+
+def max_loss_difference(first: History, second: History) -> float:
+    """Largest per-iteration training-loss difference; infinite if one stopped earlier."""
+    if len(first.iteration_loss) != len(second.iteration_loss):
+        return math.inf
+    differences = [abs(a - b) for a, b in zip(first.iteration_loss, second.iteration_loss)]
+    if any(math.isnan(d) for d in differences):
+        # Both NaN at the same step means they diverged together; anything else is a difference.
+        both_nan = all(
+            math.isnan(a) == math.isnan(b) for a, b in zip(first.iteration_loss, second.iteration_loss)
+        )
+        differences = [d for d in differences if not math.isnan(d)] if both_nan else [math.inf]
+    return max(differences, default=0.0)
+
+
+def run_pair(scratch: RunPlan, reference: RunPlan, data: PreparedData) -> list[RunOutcome]:
+    """Scratch and torch rule from one initialization and one batch order."""
+    model = new_model(scratch, data)
+    twin = copy.deepcopy(model)
+    outcomes = [train_run(scratch, data, model), train_run(reference, data, twin)]
+    difference = max_loss_difference(outcomes[0].history, outcomes[1].history)
+    for outcome in outcomes:
+        outcome.max_loss_difference = difference
+    return outcomes
+
+
+def test_metrics(plan: RunPlan, state_dict: dict) -> dict:
+    """A finished run's model, rebuilt from its saved parameters, on the test set."""
+    data = data_for(plan)
+    model = new_model(plan, data)
+    model.load_state_dict(state_dict)
+    return evaluate(model, eval_loader(data.test_x, data.test_y), get_loss(plan.settings.train.loss))
+
+
+def run_job(job: Job) -> list[RunOutcome]:
+    data = data_for(job.plans[0])
+    if job.kind == "pair":
+        return run_pair(job.plans[0], job.plans[1], data)
+    return [train_run(plan, data) for plan in job.plans]

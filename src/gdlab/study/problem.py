@@ -1,0 +1,163 @@
+"""What a run trains on and with: prepared data, the model, the optimizer, the schedule.
+
+Data is prepared once per process for each distinct ``[data]`` section
+(load, split train/validation with ``split_seed``, keep the chosen classes,
+normalize with the given or the training split's statistics) and kept on the
+device as float tensors, so every run of a study slices the same tensors.
+"""
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+import gdlab.data
+import gdlab.optim
+from gdlab.data import TensorLoader
+from gdlab.errors import GdlabError
+from gdlab.models import MLP, ConvNet
+from gdlab.study.spec import RULES, DataSpec, ModelSpec, OptimizerSpec, TrainSpec
+
+EVAL_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GdlabError(f"[train] device = {name!r} but CUDA is not available here; use device = 'auto' or 'cpu'")
+    return device
+
+
+def prepare_data(data: DataSpec, device: torch.device, dtype: torch.dtype) -> PreparedData:
+    return _prepare_data_cached(data.model_dump_json(), str(device), str(dtype).removeprefix("torch."))
+
+
+@lru_cache(maxsize=4)
+def _prepare_data_cached(data_json: str, device_name: str, dtype_name: str) -> PreparedData:
+    data = DataSpec.model_validate_json(data_json)
+    device = torch.device(device_name)
+    dtype = getattr(torch, dtype_name)
+    dataset = gdlab.data.load(data.dataset, root=data.root, download=data.download)
+    train, val = gdlab.data.split_train_val(dataset.train, data.val_fraction, data.split_seed)
+    test = dataset.test
+    classes = list(dataset.classes)
+    if data.classes:
+        train, kept = gdlab.data.select_classes(train, data.classes, dataset.classes)
+        val, _ = gdlab.data.select_classes(val, data.classes, dataset.classes)
+        test, _ = gdlab.data.select_classes(test, data.classes, dataset.classes)
+        classes = list(kept)
+    if data.train_examples:
+        train = type(train)(train.x[: data.train_examples], train.y[: data.train_examples])
+    if len(train) == 0:
+        raise GdlabError(f"[data] leaves no training examples (dataset {data.dataset!r}, classes {data.classes})")
+    channels = train.x.shape[1]
+    if data.mean or data.std:
+        if len(data.mean) != channels or len(data.std) != channels:
+            raise GdlabError(
+                f"[data] mean = {data.mean} and std = {data.std} must have one value per channel "
+                f"({channels} for {data.dataset!r})"
+            )
+        mean, std = tuple(data.mean), tuple(data.std)
+    else:
+        mean, std = gdlab.data.channel_stats(train.x)
+
+    def prepare(split):
+        x = gdlab.data.normalize(split.x, mean, std, dtype=dtype, device=device)
+        return x, split.y.to(device)
+
+    train_x, train_y = prepare(train)
+    val_x, val_y = prepare(val)
+    test_x, test_y = prepare(test)
+    return PreparedData(
+        train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes), tuple(mean), tuple(std), dataset.source
+    )
+
+
+def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    inputs = math.prod(input_shape)
+    if spec.kind == "mlp":
+        return MLP([inputs, *spec.hidden, num_classes], activation=spec.activation, init=spec.init)
+    if spec.kind == "linear":
+        return MLP([inputs, num_classes], activation=spec.activation, init=spec.init)
+    channels, height, width = input_shape
+    if height != width:
+        raise GdlabError(f"[model] kind = 'convnet' needs square images, got {height}x{width}")
+    return ConvNet(
+        batchnorm=spec.batchnorm,
+        num_classes=num_classes,
+        in_channels=channels,
+        image_size=height,
+        width=spec.width,
+        init=spec.init,
+    )
+
+
+def build_optimizer(spec: OptimizerSpec, parameters, implementation: str) -> torch.optim.Optimizer:
+    """gdlab's scratch rule, or torch's single-tensor implementation of the same rule."""
+    hyperparameters = spec.hyperparameters()
+    if implementation == "scratch":
+        return getattr(gdlab.optim, RULES[spec.name])(parameters, **hyperparameters)
+    return getattr(torch.optim, RULES[spec.name])(parameters, **hyperparameters, foreach=False)
+
+
+def build_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer):
+    schedules = torch.optim.lr_scheduler
+    if spec.schedule == "step":
+        return schedules.StepLR(optimizer, step_size=spec.step_size, gamma=spec.gamma)
+    if spec.schedule == "multistep":
+        return schedules.MultiStepLR(optimizer, milestones=spec.milestones, gamma=spec.gamma)
+    if spec.schedule == "exponential":
+        return schedules.ExponentialLR(optimizer, gamma=spec.gamma)
+    if spec.schedule == "cosine":
+        return schedules.CosineAnnealingLR(optimizer, T_max=spec.t_max or spec.epochs, eta_min=spec.eta_min)
+    return None
+
+
+def lr_factors(spec: TrainSpec) -> list[float] | None:
+    """The schedule as one multiplier per epoch (the learning rate of a base rate of 1)."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = build_scheduler(spec, probe)
+    if scheduler is None:
+        return None
+    factors = []
+    for _ in range(spec.epochs):
+        factors.append(probe.param_groups[0]["lr"])
+        probe.step()
+        scheduler.step()
+    return factors
+
+
+def train_loader(data: PreparedData, spec: TrainSpec, seed: int) -> TensorLoader:
+    transform = gdlab.data.random_horizontal_flip if spec.augment == "hflip" else None
+    return TensorLoader(
+        data.train_x, data.train_y, batch_size=spec.batch_size, shuffle=True, seed=seed, transform=transform
+    )
+
+
+def eval_loader(x: torch.Tensor, y: torch.Tensor) -> TensorLoader:
+    return TensorLoader(x, y, batch_size=EVAL_BATCH_SIZE, shuffle=False)

@@ -1,0 +1,205 @@
+"""Running a study end to end: plan, train (or resume), select on validation, test once, write results.
+
+Every finished run is saved as it finishes. Ctrl-C or SIGTERM stops the study
+between writes and says how to continue; ``resume=True`` trains only the runs
+whose records are missing or unreadable, and prints
+``resumed: K of N runs already complete``.
+"""
+
+import datetime
+import platform
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+import gdlab
+from gdlab.errors import GdlabError
+from gdlab.study.backends import make_jobs, resolve_backend, run_jobs
+from gdlab.study.execute import RunOutcome, data_for, test_metrics
+from gdlab.study.records import StudyFolder, json_safe, write_json
+from gdlab.study.search import RunPlan, plan_runs
+from gdlab.study.selection import ablation, evaluate_on_test, select_best, summarize_configurations
+from gdlab.study.spec import Study
+from gdlab.train import History
+
+
+class StudyInterrupted(Exception):
+    """Raised when Ctrl-C or SIGTERM stops a study; finished runs are on disk."""
+
+
+def default_out_dir(study: Study) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{study.name}-{stamp}"
+
+
+class _TerminateAsInterrupt:
+    """Turn SIGTERM into KeyboardInterrupt while a study runs, so both stop it the same clean way."""
+
+    def __enter__(self):
+        self.previous = None
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def _run_line(done: int, total: int, record: dict) -> str:
+    if record["status"] == "diverged":
+        figures = f"[red]diverged[/red] at iteration {record['diverged_at_iteration']}"
+    else:
+        figures = f"val acc {record['val_accuracy']:.4f}  train acc {record['train_accuracy']:.4f}"
+    pair = ""
+    if "max_loss_difference" in record:
+        pair = f"  |Δloss| vs pair {record['max_loss_difference']:.3g}"
+    return f"[{done:>{len(str(total))}}/{total}] {record['id']}  {figures}  {record['seconds']:.1f}s{pair}"
+
+
+def run_study(
+    study: Study,
+    out_dir: str | Path | None = None,
+    backend: str = "auto",
+    resume: bool = False,
+    console: Console | None = None,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+) -> dict:
+    """Run ``study`` into ``out_dir`` and return its summary (also written to ``summary.json``)."""
+    console = console or Console()
+    folder = StudyFolder(out_dir or default_out_dir(study))
+    if folder.holds_study() and not resume:
+        raise GdlabError(
+            f"{folder.root} already holds a study; add --resume to continue it, or choose another --out"
+        )
+    if resume and not folder.root.exists():
+        console.print(f"{folder.root} does not exist yet: nothing to resume, starting the study")
+    plans = plan_runs(study)
+    records: dict[str, dict] = {}
+    histories: dict[str, History] = {}
+    if resume:
+        for plan in plans:
+            finished = folder.load_finished(plan)
+            if finished is not None:
+                records[plan.id], histories[plan.id] = finished
+        console.print(f"resumed: {len(records)} of {len(plans)} runs already complete")
+    pending = _pending(plans, records)
+    for plan in pending:
+        records.pop(plan.id, None)
+        histories.pop(plan.id, None)
+    if study.source and Path(study.source).is_file():
+        folder.save_spec(Path(study.source).read_text())
+
+    jobs = make_jobs(pending)
+    backend = resolve_backend(backend, jobs)
+    console.print(
+        f"study [bold]{study.name}[/bold]: {len(plans)} runs ({len(pending)} to train) "
+        f"on backend {backend} -> {folder.root}"
+    )
+
+    def on_done(outcomes: list[RunOutcome]) -> None:
+        for outcome in outcomes:
+            record = folder.save_run(outcome)
+            records[outcome.plan.id] = record
+            histories[outcome.plan.id] = outcome.history
+            console.print(_run_line(len(records), len(plans), record), highlight=False)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+    try:
+        with _TerminateAsInterrupt():
+            run_jobs(jobs, backend, on_done)
+    except KeyboardInterrupt:
+        raise StudyInterrupted(
+            f"interrupted: {len(records)} of {len(plans)} runs complete and saved in {folder.root}; "
+            f"continue with: gdlab run {study.source or 'SPEC'} --out {folder.root} --resume"
+        ) from None
+
+    summary = summarize(study, plans, records, folder, backend)
+    summary["out_dir"] = str(folder.root)
+    write_json(folder.summary_json, summary)
+    from gdlab.report import write_report
+
+    write_report(folder.root, summary, {plan.id: histories[plan.id] for plan in plans})
+    return json_safe(summary)
+
+
+def _pending(plans: list[RunPlan], records: dict[str, dict]) -> list[RunPlan]:
+    """Unfinished runs; both halves of a scratch/torch pair when either is unfinished."""
+    unfinished_pairs = {
+        (plan.configuration.id, plan.seed)
+        for plan in plans
+        if plan.id not in records and plan.settings.optimizer.implementation == "both"
+    }
+    return [
+        plan
+        for plan in plans
+        if plan.id not in records or (plan.configuration.id, plan.seed) in unfinished_pairs
+    ]
+
+
+def summarize(study: Study, plans: list[RunPlan], records: dict[str, dict], folder: StudyFolder, backend: str) -> dict:
+    results = summarize_configurations(plans, records)
+    def test_run(plan: RunPlan) -> dict:
+        return test_metrics(plan, folder.load_state_dict(plan.id))
+
+    tested: dict[str, dict] = {}
+    best = select_best(results)
+    selected = None
+    if best is not None:
+        selected = evaluate_on_test(best, test_run)
+        tested[best.configuration.id] = selected
+    data = data_for(plans[0])
+    summary = {
+        "experiment": study.name,
+        "description": study.description,
+        "spec": study.source,
+        "backend": backend,
+        "seeds": study.seeds,
+        "data": {
+            "dataset": plans[0].settings.data.dataset,
+            "classes": list(data.classes),
+            "train_examples": len(data.train_y),
+            "val_examples": len(data.val_y),
+            "test_examples": len(data.test_y),
+            "source": data.source,
+        },
+        "runs": [records[plan.id] for plan in plans],
+        "configurations": [result.to_dict() for result in results],
+        "selected": selected,
+        "selection": "highest mean validation accuracy among configurations with no diverged run; "
+        "test set evaluated for the selected configuration only"
+        + (" and for each ablation arm" if study.ablation.factors else ""),
+    }
+    if best is None:
+        summary["selected_reason"] = "every configuration diverged on at least one seed: nothing to select"
+    pairs = [
+        {
+            "config_id": plan.configuration.id,
+            "seed": plan.seed,
+            "max_loss_difference": records[plan.id]["max_loss_difference"],
+        }
+        for plan in plans
+        if plan.implementation == "scratch" and "max_loss_difference" in records[plan.id]
+    ]
+    if pairs:
+        summary["pairs"] = pairs
+    if study.ablation.factors:
+        summary["ablation"] = ablation(study, results, tested, lambda result: evaluate_on_test(result, test_run))
+    summary["environment"] = {
+        "gdlab": gdlab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    return summary

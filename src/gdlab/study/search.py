@@ -1,0 +1,117 @@
+"""From a study to the list of runs it asks for.
+
+A *configuration* is one point of the search: the grid of list-valued
+settings, crossed with the study's explicit list or random draws. A *run* is
+a configuration trained with one seed by one implementation of the rule.
+The order is deterministic, so the same file always plans the same runs under
+the same ids, which is what ``--resume`` relies on.
+"""
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gdlab.study.spec import LOG_UNIFORM_KEYS, Settings, Study, qualify_key
+
+
+@dataclass(frozen=True)
+class Configuration:
+    index: int
+    id: str
+    values: dict[str, Any]  # "section.key" -> value: what sets it apart from the base settings
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    id: str
+    configuration: Configuration
+    seed: int
+    implementation: str  # "scratch" | "torch"
+
+    @property
+    def settings(self) -> Settings:
+        return self.configuration.settings
+
+    def config(self) -> dict[str, Any]:
+        """The run's settings as a flat, readable dict for summary.json."""
+        optimizer = self.settings.optimizer
+        config = {"optimizer": optimizer.name, "implementation": self.implementation}
+        for key, value in optimizer.hyperparameters().items():
+            config[key] = list(value) if isinstance(value, tuple) else value
+        for dotted_key, value in self.configuration.values.items():
+            if not dotted_key.startswith("optimizer."):
+                config[dotted_key] = value
+        return config
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(_format_value(item) for item in value)
+    return str(value)
+
+
+def _draw(key: str, low: float, high: float, base_value: Any, rng: np.random.Generator) -> Any:
+    if key.rsplit(".", 1)[-1] in LOG_UNIFORM_KEYS:
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        value = rng.uniform(low, high)
+    if isinstance(base_value, int) and not isinstance(base_value, bool):
+        return int(round(value))
+    return float(value)
+
+
+def _points(study: Study) -> list[dict[str, Any]]:
+    keys = list(study.axes)
+    grid = [dict(zip(keys, combination)) for combination in itertools.product(*study.axes.values())]
+    search = study.search
+    if search.kind == "list":
+        entries = [{qualify_key(key): value for key, value in entry.items()} for entry in search.configs]
+        return [{**entry, **point} for entry in entries for point in grid]
+    if search.kind == "random":
+        rng = np.random.default_rng(search.seed)
+        draws = []
+        for _ in range(search.trials):
+            draw = {}
+            for key, (low, high) in search.space.items():
+                dotted_key = qualify_key(key)
+                draw[dotted_key] = _draw(dotted_key, low, high, study.base.get(dotted_key), rng)
+            draws.append(draw)
+        return [{**draw, **point} for draw in draws for point in grid]
+    return grid
+
+
+def configurations(study: Study) -> list[Configuration]:
+    points = _points(study)
+    varying = [
+        key
+        for key in dict.fromkeys(key for point in points for key in point)
+        if len({repr(point.get(key)) for point in points}) > 1
+    ]
+    width = max(2, len(str(len(points) - 1)))
+    result = []
+    for index, point in enumerate(points):
+        label = "_".join(f"{key.split('.')[-1]}={_format_value(point[key])}" for key in varying if key in point)
+        config_id = f"{index:0{width}d}" + (f"_{label}" if label else "")
+        result.append(Configuration(index, config_id, point, study.base.replace(point)))
+    return result
+
+
+def plan_runs(study: Study) -> list[RunPlan]:
+    """Every run of the study: configurations x seeds x implementations, in a fixed order."""
+    plans = []
+    for configuration in configurations(study):
+        implementation = configuration.settings.optimizer.implementation
+        implementations = ["scratch", "torch"] if implementation == "both" else [implementation]
+        for seed in range(study.seeds):
+            for name in implementations:
+                suffix = f"_{name}" if len(implementations) > 1 else ""
+                plans.append(RunPlan(f"{configuration.id}_s{seed}{suffix}", configuration, seed, name))
+    return plans
