@@ -1,6 +1,7 @@
 """Backends: who trains the jobs of a study, and in what groups.
 
-``sequential`` trains one job after another in this process. Every backend
+``sequential`` trains one job after another in this process; ``ray`` makes
+each job a Ray task (``gdlab.study.ray_backend``). Every backend
 hands each finished job's outcomes to ``on_done`` as soon as it has them, so
 the study folder is written run by run and an interruption loses at most the
 jobs in flight.
@@ -12,7 +13,7 @@ from gdlab.errors import GdlabError
 from gdlab.study.execute import Job, RunOutcome, run_job
 from gdlab.study.search import RunPlan
 
-BACKENDS = ("auto", "sequential")
+BACKENDS = ("auto", "sequential", "ray")
 
 OnDone = Callable[[list[RunOutcome]], None]
 
@@ -46,4 +47,10 @@ def run_sequential(jobs: list[Job], on_done: OnDone) -> None:
 
 
 def run_jobs(jobs: list[Job], backend: str, on_done: OnDone) -> None:
+    if backend == "ray":
+        # Imported here: Ray is an optional extra, and slow to import.
+        from gdlab.study.ray_backend import run_on_ray
+
+        run_on_ray(jobs, on_done)
+        return
     run_sequential(jobs, on_done)
