@@ -1,0 +1,568 @@
+r"""Many configurations trained at once, as one stacked model: ``fit_stacked``.
+
+K models of one architecture, each with its own hyperparameters for one
+update rule, train on the SAME batches in the same order. Their parameters are
+stacked along a new first dimension (see :mod:`gdlab.train.stacked_models`),
+one forward pass gives every member's scores, and one backward pass of
+
+.. math:: L = \sum_k L_k(\theta_k)
+
+gives every member its own gradient, since :math:`\partial L / \partial
+\theta_k = \partial L_k / \partial \theta_k` (no parameter is shared). The
+update is the rule of :mod:`gdlab.optim.functional`, called once for all
+members with each numeric hyperparameter as a tensor of K values (or a float
+when all members agree, which takes the rule's float path).
+
+What each member gets is what :func:`gdlab.train.fit` gives for that model and
+rule alone, up to rounding: a :class:`History` with the same fields and
+meaning. A member whose loss turns NaN or infinite is marked diverged at that
+iteration, its parameters are written back as they were then, and it is
+dropped from the stack; the others go on.
+
+Members that do not fit in memory together train in chunks, one after the
+other; every chunk re-iterates the loaders from the first epoch, so the
+training loader must give each epoch's batches again in the same order. A
+loader with ``set_epoch(e)`` (``gdlab.data.TensorLoader``) is set to each
+epoch before it is iterated, which makes that so; for other loaders it is
+checked, and a different order is an error.
+"""
+
+import inspect
+import itertools
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import gdlab.optim
+from gdlab.errors import GdlabError
+from gdlab.optim import functional
+from gdlab.optim._base import new_step_counter
+from gdlab.train.history import STATUS_DIVERGED, History
+from gdlab.train.loop import LossFn
+from gdlab.train.stacked_models import (
+    StackedForward,
+    check_same_architecture,
+    stack_parameters,
+    stacked_forward,
+    write_member,
+)
+
+# Fraction of the free memory that stacked members may plan to use: the
+# estimate below is rough, and other processes and the data need room too.
+MEMORY_SAFETY_FRACTION = 0.5
+
+# Parameter-sized temporaries an update rule allocates while it runs (the
+# penalized gradient, a denominator, a scaled term).
+RULE_TEMPORARIES = 3
+
+# Hyperparameters that choose the shape of the computation; stacked members must share them.
+FLAGS = ("nesterov", "amsgrad", "centered", "maximize")
+
+IterationCallback = Callable[[int, dict[int, float]], None]
+
+
+Keywords = dict[str, float | bool | Tensor]
+
+
+def _uses(value: float | Tensor) -> bool:
+    """Whether a term scaled by ``value`` runs (as in the rules: always for a tensor)."""
+    return isinstance(value, Tensor) or value != 0
+
+
+def _zeros_like_each(params: list[Tensor]) -> list[Tensor]:
+    return [torch.zeros_like(param) for param in params]
+
+
+def _step_counters(params: list[Tensor]) -> list[Tensor]:
+    return [new_step_counter() for _ in params]
+
+
+def _sgd_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
+    return ([None] * len(params),)  # momentum buffers, created by the rule on its first step
+
+
+def _adam_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
+    max_exp_avg_sqs = _zeros_like_each(params) if keywords["amsgrad"] else []
+    return _zeros_like_each(params), _zeros_like_each(params), max_exp_avg_sqs, _step_counters(params)
+
+
+def _rmsprop_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
+    grad_avgs = _zeros_like_each(params) if keywords["centered"] else []
+    momentum_buffers = _zeros_like_each(params) if _uses(keywords["momentum"]) else []
+    return _zeros_like_each(params), grad_avgs, momentum_buffers, _step_counters(params)
+
+
+def _adagrad_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
+    initial = torch.tensor(
+        [member["initial_accumulator_value"] for member in settings], dtype=params[0].dtype, device=params[0].device
+    )
+    sums = [initial.view((-1,) + (1,) * (param.dim() - 1)).expand_as(param).contiguous() for param in params]
+    return sums, _step_counters(params)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    update: Callable  # the rule of gdlab.optim.functional
+    optimizer: type  # its gdlab.optim class, whose defaults and checks are the rule's
+    new_state: Callable[[list[Tensor], Keywords, list[dict]], tuple]  # the rule's state lists, in its order
+    state_tensors: Callable[[dict], int]  # parameter-sized state tensors of one member
+
+
+RULES = {
+    "sgd": _Rule(functional.sgd, gdlab.optim.SGD, _sgd_state, lambda member: int(member["momentum"] != 0)),
+    "adam": _Rule(functional.adam, gdlab.optim.Adam, _adam_state, lambda member: 2 + member["amsgrad"]),
+    "adamw": _Rule(functional.adamw, gdlab.optim.AdamW, _adam_state, lambda member: 2 + member["amsgrad"]),
+    "rmsprop": _Rule(
+        functional.rmsprop,
+        gdlab.optim.RMSprop,
+        _rmsprop_state,
+        lambda member: 1 + member["centered"] + (member["momentum"] != 0),
+    ),
+    "adagrad": _Rule(functional.adagrad, gdlab.optim.Adagrad, _adagrad_state, lambda member: 1),
+}
+
+
+def fit_stacked(
+    models: list[nn.Module],
+    rule: str,
+    hparams: list[dict],
+    loader: Iterable,
+    epochs: int = 1,
+    loss_fn: LossFn = F.cross_entropy,
+    val_loader: Iterable | None = None,
+    lr_factors: list[float] | None = None,
+    on_iteration: IterationCallback | None = None,
+    max_members: int | None = None,
+) -> list[History]:
+    """Train ``models[k]`` with ``rule`` and ``hparams[k]`` for every k at once; one History each.
+
+    ``models``: K models of one architecture (``supports_stacking``), each
+    already initialized; their trained parameters are written back into them.
+    ``rule``: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or
+    ``"adagrad"``; ``hparams[k]``: member k's keyword arguments of that
+    ``gdlab.optim`` class (missing ones take its defaults). Numbers may differ
+    between members; the flags (nesterov, amsgrad, centered, maximize) must not.
+    ``loss_fn(scores, labels)`` must average over the batch. ``lr_factors[e]``
+    multiplies every member's learning rate in epoch e (a schedule shared by
+    all; ``gdlab.study`` gets it from a torch scheduler).
+    ``on_iteration(iteration, {member: loss})`` is called after every step with
+    the members that took it. ``max_members`` caps how many train together;
+    fewer do when memory is short (``max_members_in_memory``).
+
+    Each History's ``seconds`` is its chunk's wall time divided by the chunk's
+    members: stacked members share every step, so the shares add up to the time taken.
+    """
+    check_same_architecture(models)
+    settings = normalize_hparams(rule, hparams, len(models))
+    _check_count("epochs", epochs, minimum=0)
+    if max_members is not None:
+        _check_count("max_members", max_members, minimum=1)
+    factors = _check_lr_factors(lr_factors, epochs)
+    batches = _EpochBatches(loader)
+    histories = [History() for _ in models]
+    pending = list(range(len(models)))
+    while pending:
+        trained = _train_chunk(
+            models, pending, rule, settings, batches, epochs, loss_fn, val_loader, factors,
+            on_iteration, max_members, histories,
+        )
+        pending = pending[len(trained):]
+    return histories
+
+
+def normalize_hparams(rule: str, hparams: list[dict], count: int) -> list[dict]:
+    """Each member's full hyperparameters (the optimizer class's defaults filled in), checked.
+
+    Raises GdlabError for an unknown rule or key, a value the optimizer class
+    refuses, a wrong number of dicts, or flags that differ between members.
+    """
+    if rule not in RULES:
+        raise GdlabError(f"fit_stacked: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if not isinstance(hparams, (list, tuple)) or len(hparams) != count:
+        got = len(hparams) if isinstance(hparams, (list, tuple)) else type(hparams).__name__
+        raise GdlabError(f"fit_stacked: hparams must be a list of {count} dicts, one per model; got {got}")
+    optimizer = RULES[rule].optimizer
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(optimizer.__init__).parameters.items()
+        if name not in ("self", "params")
+    }
+    settings = []
+    for index, member in enumerate(hparams):
+        if not isinstance(member, dict):
+            raise GdlabError(f"fit_stacked: hparams[{index}] must be a dict, got {type(member).__name__}")
+        unknown = sorted(set(member) - set(defaults))
+        if unknown:
+            raise GdlabError(
+                f"fit_stacked: hparams[{index}] has unknown key(s) {', '.join(unknown)} for rule {rule!r}; "
+                f"its keys are {', '.join(defaults)}"
+            )
+        full = {**defaults, **member}
+        missing = [name for name, value in full.items() if value is inspect.Parameter.empty]
+        if missing:
+            raise GdlabError(f"fit_stacked: hparams[{index}] must set {', '.join(missing)} for rule {rule!r}")
+        try:
+            optimizer.check_group(full)
+        except (TypeError, ValueError) as error:
+            raise GdlabError(f"fit_stacked: hparams[{index}] for rule {rule!r}: {error}") from None
+        settings.append(full)
+    for flag in FLAGS:
+        values = [member[flag] for member in settings if flag in member]
+        if values and any(value != values[0] for value in values):
+            differing = next(index for index, value in enumerate(values) if value != values[0])
+            raise GdlabError(
+                f"fit_stacked: hparams disagree on {flag!r}: hparams[0] has {values[0]}, "
+                f"hparams[{differing}] has {values[differing]}; stacked members share their flags, "
+                f"so train configurations with different {flag} in separate groups"
+            )
+    return settings
+
+
+def max_members_in_memory(
+    model: nn.Module,
+    rule: str,
+    hparams: list[dict],
+    batch_x: Tensor,
+    safety_fraction: float = MEMORY_SAFETY_FRACTION,
+    available_bytes: int | None = None,
+) -> int:
+    """How many members like ``model`` fit in memory at once (at least 1).
+
+    ``safety_fraction`` of the available memory (``available_memory_bytes`` on
+    ``batch_x``'s device unless ``available_bytes`` is given) divided by
+    ``member_bytes``. Without a way to tell the available memory there is no limit.
+    """
+    settings = normalize_hparams(rule, hparams, len(hparams))
+    return _members_that_fit(model, rule, settings, batch_x, safety_fraction, available_bytes)
+
+
+def member_bytes(model: nn.Module, rule: str, settings: list[dict], batch_x: Tensor) -> int:
+    """Estimated memory of one stacked member training on batches like ``batch_x``.
+
+    Parameter-sized tensors: the parameters, their gradients, the rule's state
+    (the most any member of ``settings`` needs, since stacked state is shared
+    in shape) and ``RULE_TEMPORARIES``; plus, per sample of the batch, every
+    layer's output and its gradient.
+    """
+    params = list(model.parameters())
+    itemsize = params[0].element_size()
+    parameter_count = sum(param.numel() for param in params)
+    state = max(RULES[rule].state_tensors(member) for member in settings)
+    per_sample = _activation_elements_per_sample(model, batch_x[:1])
+    return itemsize * (parameter_count * (2 + state + RULE_TEMPORARIES) + 2 * per_sample * len(batch_x))
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory where ``device``'s tensors live: the GPU's free memory for CUDA,
+    MemAvailable of /proc/meminfo for the CPU; None where neither can be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+# One chunk: members trained together from the first epoch to the last.
+
+
+def _train_chunk(
+    models, pending, rule, settings, batches, epochs, loss_fn, val_loader, factors, on_iteration, max_members,
+    histories,
+) -> list[int]:
+    started = time.perf_counter()
+    stack = None
+    iteration = 0
+    for epoch in range(epochs):
+        epoch_batches = batches.of_epoch(epoch)
+        first = next(epoch_batches, None)
+        if first is None:
+            raise GdlabError(f"fit_stacked: the training loader gave no batches in epoch {epoch}")
+        if stack is None:
+            size = min(len(pending), max_members or sys.maxsize)
+            if size > 1:
+                member_settings = [settings[index] for index in pending[:size]]
+                size = min(size, _members_that_fit(models[pending[0]], rule, member_settings, first[0]))
+            stack = _Stack(models, pending[:size], RULES[rule], settings)
+            batches.expect_repeats(size < len(pending))
+        stack.set_lr_factor(factors[epoch])
+        for member, base_lr in zip(stack.members, stack.base_lrs):
+            histories[member].epoch_learning_rate.append(base_lr * factors[epoch])
+        record = _EpochRecord(stack.members)
+        for x, y in itertools.chain([first], epoch_batches):
+            batches.mark(y)
+            losses, correct = stack.losses_and_correct(x, y, loss_fn)
+            loss_values = losses.tolist()
+            record.add(stack.members, loss_values, correct, len(y))
+            diverged = [slot for slot, value in enumerate(loss_values) if not math.isfinite(value)]
+            for slot in diverged:
+                member = stack.members[slot]
+                histories[member].status = STATUS_DIVERGED
+                histories[member].diverged_at_iteration = iteration
+                write_member(models[member], stack.params, slot)
+            if len(diverged) < len(loss_values):
+                stack.step(losses, diverged)
+                if on_iteration is not None:
+                    on_iteration(iteration, {
+                        member: value for slot, (member, value) in enumerate(zip(stack.members, loss_values))
+                        if slot not in diverged
+                    })
+            if diverged:
+                stack.drop(diverged)
+            iteration += 1
+            if not stack.members:
+                break
+        else:
+            batches.end_epoch(epoch)
+        record.write(histories)
+        if not stack.members:
+            break
+        if val_loader is not None:
+            for member, metrics in zip(stack.members, stack.evaluate(val_loader, loss_fn)):
+                histories[member].epoch_val_loss.append(metrics["loss"])
+                histories[member].epoch_val_accuracy.append(metrics["accuracy"])
+    if stack is None:  # epochs == 0: nothing trained, nothing to stack
+        return list(pending)
+    for slot, member in enumerate(stack.members):
+        write_member(models[member], stack.params, slot)
+    seconds = (time.perf_counter() - started) / len(stack.all_members)
+    for member in stack.all_members:
+        histories[member].seconds = seconds
+    return stack.all_members
+
+
+class _Stack:
+    """Members training together: stacked parameters, the rule's state, hyperparameters.
+
+    A numeric hyperparameter on which all members agree is handed to the rule as
+    a float (its float path, as the optimizer classes take); one that differs,
+    as a tensor of one value per member.
+    """
+
+    def __init__(self, models: list[nn.Module], members: list[int], rule: _Rule, settings: list[dict]):
+        self.all_members = list(members)
+        self.members = list(members)  # slot order; shrinks as members diverge
+        self.params = stack_parameters([models[member] for member in members])
+        self.forward: StackedForward = stacked_forward(models[members[0]])
+        self.rule = rule
+        member_settings = [settings[member] for member in members]
+        self.base_lrs = [member["lr"] for member in member_settings]
+        self.keywords = self._keywords(member_settings)
+        self.state = rule.new_state(self.params, self.keywords, member_settings)
+
+    def _hyperparameter(self, values: list) -> float | bool | Tensor:
+        if all(value == values[0] for value in values):
+            return values[0]
+        return torch.tensor(values, dtype=self.params[0].dtype, device=self.params[0].device)
+
+    def _keywords(self, settings: list[dict]) -> Keywords:
+        keywords = {}
+        for key in settings[0]:
+            if key == "betas":
+                keywords["beta1"] = self._hyperparameter([member["betas"][0] for member in settings])
+                keywords["beta2"] = self._hyperparameter([member["betas"][1] for member in settings])
+            elif key != "initial_accumulator_value":  # a starting state, not a keyword of the rule
+                keywords[key] = self._hyperparameter([member[key] for member in settings])
+        return keywords
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.keywords["lr"] = self._hyperparameter([base_lr * factor for base_lr in self.base_lrs])
+
+    def losses_and_correct(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> tuple[Tensor, Tensor]:
+        """Each member's loss on (x, y), still attached to the graph, and its count of correct predictions."""
+        scores = self.forward(self.params, x)
+        losses = torch.stack([loss_fn(member_scores, y) for member_scores in scores])
+        correct = (scores.detach().argmax(dim=-1) == y).sum(dim=1)
+        return losses, correct
+
+    def step(self, losses: Tensor, skipped_slots: list[int]) -> None:
+        """One update of every member from its own loss; skipped slots' losses feed no gradient."""
+        for param in self.params:
+            param.grad = None
+        if skipped_slots:
+            kept = [slot for slot in range(len(self.members)) if slot not in skipped_slots]
+            losses = losses[kept]
+        losses.sum().backward()
+        with torch.no_grad():
+            self.rule.update(self.params, [param.grad for param in self.params], *self.state, **self.keywords)
+
+    def drop(self, slots: list[int]) -> None:
+        """Remove members from the stack: their parameters, state and hyperparameters."""
+        kept = [slot for slot in range(len(self.members)) if slot not in slots]
+        index = torch.tensor(kept, dtype=torch.long, device=self.params[0].device)
+
+        def select(value):
+            # Step counters are 0-dim and shared by all members: they stay as they are.
+            if isinstance(value, Tensor) and value.dim() > 0:
+                return value.index_select(0, index)
+            return value
+
+        self.params = [param.detach().index_select(0, index).requires_grad_() for param in self.params]
+        self.state = tuple([select(value) for value in values] for values in self.state)
+        self.keywords = {key: select(value) for key, value in self.keywords.items()}
+        self.base_lrs = [self.base_lrs[slot] for slot in kept]
+        self.members = [self.members[slot] for slot in kept]
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable, loss_fn: LossFn) -> list[dict]:
+        """``gdlab.train.evaluate`` for every member: mean loss per sample and accuracy."""
+        loss_sums = [0.0] * len(self.members)
+        correct = torch.zeros(len(self.members), dtype=torch.long, device=self.params[0].device)
+        count = 0
+        for x, y in loader:
+            scores = self.forward(self.params, x)
+            batch_losses = torch.stack([loss_fn(member_scores, y) for member_scores in scores]).tolist()
+            for slot, loss in enumerate(batch_losses):
+                loss_sums[slot] += loss * len(y)
+            correct += (scores.argmax(dim=-1) == y).sum(dim=1)
+            count += len(y)
+        if count == 0:
+            return [{"loss": math.nan, "accuracy": math.nan} for _ in self.members]
+        return [
+            {"loss": loss_sum / count, "accuracy": member_correct / count}
+            for loss_sum, member_correct in zip(loss_sums, correct.tolist())
+        ]
+
+
+class _EpochRecord:
+    """One epoch's figures of the members that started it, written into their Histories as ``fit`` does."""
+
+    def __init__(self, members: list[int]):
+        self.members = list(members)
+        self.losses: dict[int, list[float]] = {member: [] for member in members}
+        # Correct counts stay on the device until the epoch ends: one transfer per epoch.
+        self.correct: list[tuple[tuple[int, ...], Tensor]] = []
+        self.sizes: list[int] = []
+
+    def add(self, members: list[int], loss_values: list[float], correct: Tensor, size: int) -> None:
+        self.sizes.append(size)
+        self.correct.append((tuple(members), correct))
+        for member, loss in zip(members, loss_values):
+            self.losses[member].append(loss)
+
+    def write(self, histories: list[History]) -> None:
+        counts = iter(torch.cat([row for _, row in self.correct]).tolist())
+        correct: dict[int, list[int]] = {member: [] for member in self.members}
+        for members, _ in self.correct:
+            for member in members:
+                correct[member].append(next(counts))
+        for member in self.members:
+            history, losses = histories[member], self.losses[member]
+            sizes = self.sizes[: len(losses)]
+            history.iteration_loss.extend(losses)
+            history.iteration_accuracy.extend(c / n for c, n in zip(correct[member], sizes))
+            history.epoch_iterations.append(len(losses))
+            if history.diverged:
+                continue
+            seen = sum(sizes)
+            history.epoch_train_loss.append(sum(loss * n for loss, n in zip(losses, sizes)) / seen)
+            history.epoch_train_accuracy.append(sum(correct[member]) / seen)
+
+
+class _EpochBatches:
+    """The training loader, epoch by epoch, for every chunk alike.
+
+    A loader with ``set_epoch`` is set to epoch ``start + e`` before epoch e
+    (``start``: its ``epoch`` when training began), so every chunk sees the
+    batches ``fit`` would see. When members train in more than one chunk, the
+    order of each epoch's labels is fingerprinted, and a chunk that saw another
+    order than the first is an error rather than a silently different study.
+    """
+
+    def __init__(self, loader: Iterable):
+        self.loader = loader
+        self.settable = hasattr(loader, "set_epoch")
+        self.start_epoch = getattr(loader, "epoch", 0) if self.settable else 0
+        self.checking = False
+        self.marks: list[Tensor] = []
+        self.reference: dict[int, Tensor] = {}
+
+    def of_epoch(self, epoch: int):
+        if self.settable:
+            self.loader.set_epoch(self.start_epoch + epoch)
+        self.marks = []
+        return iter(self.loader)
+
+    def expect_repeats(self, more_chunks: bool) -> None:
+        self.checking = self.checking or more_chunks
+
+    def mark(self, y: Tensor) -> None:
+        if self.checking:
+            # Position-weighted sum of the labels: any reordering of different labels changes it.
+            self.marks.append(y.flatten().to(torch.float64).cumsum(0).sum())
+
+    def end_epoch(self, epoch: int) -> None:
+        if not self.checking:
+            return
+        marks = torch.stack(self.marks)
+        if epoch not in self.reference:
+            self.reference[epoch] = marks
+        elif marks.shape != self.reference[epoch].shape or not torch.equal(marks, self.reference[epoch]):
+            raise GdlabError(
+                f"fit_stacked: the training loader gave another batch order in epoch {epoch} when iterated "
+                f"again for the next chunk of members; members trained in chunks must see the same batches. "
+                f"Use gdlab.data.TensorLoader (its set_epoch repeats an epoch) or a loader whose order "
+                f"repeats, or stack fewer members so that one chunk holds them all"
+            )
+
+
+def _members_that_fit(
+    model: nn.Module,
+    rule: str,
+    settings: list[dict],
+    batch_x: Tensor,
+    safety_fraction: float = MEMORY_SAFETY_FRACTION,
+    available_bytes: int | None = None,
+) -> int:
+    available = available_memory_bytes(batch_x.device) if available_bytes is None else available_bytes
+    if available is None:
+        return sys.maxsize
+    return max(1, int(available * safety_fraction) // member_bytes(model, rule, settings, batch_x))
+
+
+def _activation_elements_per_sample(model: nn.Module, one_sample: Tensor) -> int:
+    """Elements of every leaf module's output for one sample (counted once per call)."""
+    counts: list[int] = []
+    leaves = [module for module in model.modules() if not list(module.children())]
+    handles = [leaf.register_forward_hook(lambda module, args, output: counts.append(output.numel())) for leaf in leaves]
+    try:
+        with torch.no_grad():
+            model(one_sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(counts)
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise GdlabError(f"fit_stacked: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_lr_factors(lr_factors: list[float] | None, epochs: int) -> list[float]:
+    if lr_factors is None:
+        return [1.0] * epochs
+    factors = list(lr_factors)
+    if len(factors) < epochs:
+        raise GdlabError(
+            f"fit_stacked: lr_factors has {len(factors)} values for {epochs} epochs; give one per epoch"
+        )
+    for epoch, factor in enumerate(factors):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < math.inf:
+            raise GdlabError(
+                f"fit_stacked: lr_factors[{epoch}] = {factor!r} must be a finite number >= 0 "
+                f"(the multiplier of every learning rate in epoch {epoch})"
+            )
+    return [float(factor) for factor in factors]
