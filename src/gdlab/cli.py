@@ -78,6 +78,14 @@ def datasets():
     console.print(table)
 
 
+# Registered from the modules that own them; each raises typer.Exit with its exit code.
+from gdlab.check.command import check  # noqa: E402
+from gdlab.verify import verify  # noqa: E402
+
+app.command(name="verify")(verify)
+app.command(name="check")(check)
+
+
 def main() -> None:
     try:
         app()
