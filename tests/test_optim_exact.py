@@ -231,3 +231,28 @@ def test_parameters_without_gradient_are_skipped_and_get_no_state(name):
         assert optimizer.state[unused]["step"].item() == 0
     else:
         assert unused not in optimizer.state
+
+
+def test_decoupled_weight_decay_per_group_as_in_torch_adam():
+    """torch's Adam takes decoupled_weight_decay per group (AdamW for that group); so does gdlab's."""
+    torch.manual_seed(2)
+    model = MLP([6, 8, 3]).double()
+    reference = copy.deepcopy(model)
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 3, (20,))
+
+    def groups(net):
+        first, second = net.layers
+        return [{"params": list(first.parameters()), "decoupled_weight_decay": True},
+                {"params": list(second.parameters())}]
+
+    optimizer = gdlab.optim.Adam(groups(model), lr=0.01, weight_decay=0.1)
+    reference_optimizer = torch.optim.Adam(groups(reference), lr=0.01, weight_decay=0.1, foreach=False)
+    plain_adam = copy.deepcopy(model)
+    plain_optimizer = gdlab.optim.Adam(plain_adam.parameters(), lr=0.01, weight_decay=0.1)
+    for net, opt in ((model, optimizer), (reference, reference_optimizer), (plain_adam, plain_optimizer)):
+        for _ in range(STEPS):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+    assert not torch.equal(model.layers[0].weight, plain_adam.layers[0].weight)

@@ -19,12 +19,10 @@ class Adam(ScratchOptimizer):
     Same arguments, param groups and ``state_dict`` layout (``step``,
     ``exp_avg``, ``exp_avg_sq``, and ``max_exp_avg_sq`` with amsgrad) as
     ``torch.optim.Adam``, and bit-for-bit the same parameters as its
-    ``foreach=False`` implementation. Each group also carries torch's
-    ``decoupled_weight_decay`` key (False here, True in :class:`AdamW`), so
-    state dicts move between gdlab and torch either way.
+    ``foreach=False`` implementation. As in torch, ``decoupled_weight_decay``
+    (keyword only, a param group key) turns a group into AdamW; state dicts
+    move between gdlab and torch either way.
     """
-
-    decoupled_weight_decay = False
 
     def __init__(
         self,
@@ -35,6 +33,8 @@ class Adam(ScratchOptimizer):
         weight_decay: float = 0,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        decoupled_weight_decay: bool = False,
     ):
         defaults = {
             "lr": lr,
@@ -43,15 +43,14 @@ class Adam(ScratchOptimizer):
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
             "maximize": maximize,
-            "decoupled_weight_decay": self.decoupled_weight_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        # What makes AdamW AdamW is the class, whatever a loaded group says (as in torch).
         for group in self.param_groups:
-            group["decoupled_weight_decay"] = self.decoupled_weight_decay
+            group.setdefault("decoupled_weight_decay", False)
 
     @staticmethod
     def check_group(group: dict) -> None:
@@ -93,7 +92,7 @@ class Adam(ScratchOptimizer):
                 weight_decay=group["weight_decay"],
                 eps=group["eps"],
                 maximize=group["maximize"],
-                decoupled_weight_decay=self.decoupled_weight_decay,
+                decoupled_weight_decay=group["decoupled_weight_decay"],
             )
         return loss
 
@@ -101,8 +100,6 @@ class Adam(ScratchOptimizer):
 class AdamW(Adam):
     """AdamW (Adam with decoupled weight decay); the rule is :func:`gdlab.optim.functional.adam`
     with ``decoupled_weight_decay=True``. Matches ``torch.optim.AdamW`` like :class:`Adam` matches Adam."""
-
-    decoupled_weight_decay = True
 
     def __init__(
         self,
@@ -114,4 +111,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         maximize: bool = False,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # What makes AdamW AdamW is the class, whatever a loaded group says (as in torch).
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
