@@ -112,3 +112,17 @@ def test_what_cannot_be_checked_exits_2_with_why(args, message):
     assert output.startswith("CANNOT CHECK")
     assert message in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("file, code", [("my_training.py", 1), ("my_training_fixed.py", 0)])
+def test_the_worked_example_in_the_docs_shows_the_real_output(file, code, monkeypatch):
+    monkeypatch.chdir(EXAMPLES)
+    result = CliRunner().invoke(
+        app,
+        ["check", f"{file}:train_manual_w_decay_mom", *SGD_MOMENTUM_DECAY, *COURSE_RENAMES],
+        env={"COLUMNS": "100"},
+    )
+    assert result.exit_code == code
+    document = (Path(__file__).parent.parent / "docs" / "check-example.md").read_text()
+    printed = [line.rstrip() for line in result.output.splitlines() if line.strip()]
+    assert printed and all(line in document for line in printed), printed

@@ -7,11 +7,16 @@ f = 1e-3 is far above 8 eps in float32 (9.5e-7), f = 1e-6 far below it, and
 both far above 8 eps in float64 (1.8e-15).
 """
 
+import itertools
+from pathlib import Path
+
 import pytest
 import torch
 
-from gdlab.check import check_training_function
+from gdlab.check import check_training_function, load_function
 from gdlab.check.compare import TOLERANCE_EPS, relative_difference, tolerance
+
+EXAMPLES = Path(__file__).parent / "check_examples"
 
 
 def sgd_with_learning_rate_times(factor: float):
@@ -74,3 +79,40 @@ def test_an_update_off_by_a_millionth_is_below_float32_rounding_but_fails_in_flo
     assert not in_float64.passed
     assert in_float64.first_divergence.step == 1
     assert "every update is (1 + 1e-06) times torch's" in in_float64.likely_cause
+
+
+def test_weight_decay_too_small_for_float32_is_seen_in_float64():
+    wrong_sign = load_function(str(EXAMPLES / "sgd_weight_decay_wrong_sign.py") + ":train_sgd")
+    hparams = {"lr": 1e-3, "weight_decay": 1e-5}
+    assert check_training_function(wrong_sign, "sgd", hparams).passed
+    in_float64 = check_training_function(wrong_sign, "sgd", hparams, dtype=torch.float64)
+    assert not in_float64.passed
+    assert in_float64.likely_cause.startswith("weight decay has the wrong sign")
+
+
+def _correct_rule_settings():
+    sgd = EXAMPLES / "sgd_correct.py"
+    others = EXAMPLES / "other_rules_correct.py"
+    for lr, momentum, weight_decay in itertools.product([0.1, 0.01, 0.001], [0.0, 0.5, 0.9, 0.99], [0.0, 1e-2, 1e-4]):
+        yield f"{sgd}:train_sgd", "sgd", {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+    for lr, weight_decay, amsgrad in itertools.product([1e-2, 1e-3, 1e-4], [0.0, 1e-2], [False, True]):
+        yield f"{others}:train_adam", "adam", {"lr": lr, "weight_decay": weight_decay, "amsgrad": amsgrad}
+    for lr, weight_decay in itertools.product([1e-2, 1e-3], [0.0, 1e-2, 0.1]):
+        yield f"{others}:train_adamw", "adamw", {"lr": lr, "weight_decay": weight_decay}
+    for lr, weight_decay, momentum, centered in itertools.product([1e-2, 1e-3], [0.0, 1e-2], [0.0, 0.9], [False, True]):
+        yield f"{others}:train_rmsprop", "rmsprop", {"lr": lr, "weight_decay": weight_decay, "momentum": momentum,
+                                                     "centered": centered}
+    for lr, weight_decay, lr_decay, initial in itertools.product([0.1, 0.01], [0.0, 1e-2], [0.0, 0.1], [0.0, 0.5]):
+        yield f"{others}:train_adagrad", "adagrad", {"lr": lr, "weight_decay": weight_decay, "lr_decay": lr_decay,
+                                                     "initial_accumulator_value": initial}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hand_written_rules_stay_far_below_the_tolerance_over_many_settings(dtype):
+    """The margin compare.py documents: about 150 settings, 3 epochs, every r below 1 eps (tolerance 8 eps)."""
+    eps = torch.finfo(dtype).eps
+    for target, rule, hparams in _correct_rule_settings():
+        report = check_training_function(load_function(target), rule, hparams, epochs=3, dtype=dtype)
+        assert report.passed, report.render()
+        assert report.max_relative_difference < eps, (target, hparams, report.max_relative_difference / eps)

@@ -25,13 +25,20 @@ dtype's machine epsilon, and the check passes a step when
     r <= TOLERANCE_EPS * eps(dtype)        (eps = 1.19e-7 float32, 2.22e-16 float64)
 
 ``TOLERANCE_EPS = 8`` leaves room for the few more operations of Adam or
-RMSprop and for rounding carried in their state from step to step; a
-different rule moves the update by a fraction of itself (momentum missing at
-lr 0.01 changes r by about 1e-4), thousands of times the threshold. What this
-cannot see: a rule that differs from torch's by less than about
-``8 eps (||p|| + ||u||)`` per step, for example weight decay 1e-5 at lr 1e-3
-in float32, where torch's own float32 arithmetic barely represents the
-decay. Checking in float64 moves that limit down by nine orders of magnitude.
+RMSprop and for rounding carried in their state from step to step. Measured
+on this check's problem, students' formulations of SGD, Adam, AdamW, RMSprop
+and Adagrad (new tensors where torch works in place) over about 150
+hyperparameter settings and 3 epochs stay below 0.7 eps, float32 and
+float64 alike. A different rule moves r by a fraction of the update: at
+lr 0.01, momentum never applied gives r = 3e-3 and weight decay 0.01 with
+the wrong sign r = 2e-4, over a thousand times the float32 threshold.
+
+What this cannot see: a rule that differs from torch's by less than about
+``8 eps (||p|| + ||u||)`` per step. At lr 0.01 an update off by a millionth
+of itself passes in float32 (it is below float32's own rounding of p) and
+fails in float64; so does weight decay 1e-5 at lr 1e-3, which torch's float32
+arithmetic barely represents. Checking in float64 moves that limit down by
+nine orders of magnitude.
 """
 
 from __future__ import annotations
