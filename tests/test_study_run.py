@@ -188,3 +188,45 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path):
     assert f"resumed: {done} of 9 runs already complete" in resumed.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 9 and all(math.isfinite(run["val_accuracy"]) for run in summary["runs"])
+
+
+def test_ablation_reports_each_factor_effect_paired_by_seed(tmp_path):
+    path = tmp_path / "ablation.toml"
+    path.write_text(
+        """
+name = "tiny-ablation"
+seeds = 2
+[data]
+dataset = "mnist-5k"
+train_examples = 300
+[model]
+kind = "convnet"
+width = 4
+batchnorm = [false, true]
+[train]
+epochs = 2
+batch_size = 50
+augment = "hflip"
+schedule = ["step", "none"]
+step_size = 1
+gamma = 0.5
+[optimizer]
+lr = 0.05
+[ablation]
+factors = ["model.batchnorm", "train.schedule"]
+"""
+    )
+    summary = run_study(load_study(path), out_dir=tmp_path / "out", console=quiet())
+    ablation = summary["ablation"]
+    assert len(ablation["arms"]) == 4 and all("test_accuracy" in arm for arm in ablation["arms"])
+    by_levels = {(arm["levels"]["model.batchnorm"], arm["levels"]["train.schedule"]): arm for arm in ablation["arms"]}
+    effects = {effect["factor"]: effect for effect in ablation["effects"]}
+    batchnorm = effects["model.batchnorm"]
+    # Switches compare on (true) against off whatever order the file gives.
+    assert (batchnorm["first"], batchnorm["second"]) == (True, False) and batchnorm["n_pairs"] == 4
+    expected = sum(by_levels[(True, s)]["test_accuracy"] - by_levels[(False, s)]["test_accuracy"] for s in ("step", "none")) / 2
+    assert batchnorm["effect"] == pytest.approx(expected)
+    schedule = effects["train.schedule"]
+    assert (schedule["first"], schedule["second"]) == ("step", "none")
+    assert schedule["p_value"] is None or 0.0 <= schedule["p_value"] <= 1.0
+    assert "## Ablation" in (tmp_path / "out" / "report.md").read_text()
