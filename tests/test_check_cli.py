@@ -4,6 +4,8 @@ The command function is registered on a local Typer app here, as the
 package's CLI registers it, and run with typer's CliRunner.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,12 @@ def test_the_worked_example_in_the_docs_shows_the_real_output(file, code, monkey
     document = (Path(__file__).parent.parent / "docs" / "check-example.md").read_text()
     printed = [line.rstrip() for line in result.output.splitlines() if line.strip()]
     assert printed and all(line in document for line in printed), printed
+
+
+def test_the_help_lists_every_rule_and_importing_the_command_does_not_import_torch():
+    from gdlab.check.command import RULE_NAMES
+    from gdlab.check.rules import RULES
+
+    assert tuple(RULES) == RULE_NAMES
+    probe = "import sys, gdlab.check.command; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"

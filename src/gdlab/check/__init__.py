@@ -9,19 +9,33 @@
     print(report.render())
 
 or from the shell, ``gdlab check my_training.py:train_manual --against sgd --lr 0.01``.
+
+Names are imported on first use, so that ``gdlab.check.command`` (and with
+it ``gdlab --help``) loads without torch.
 """
 
-from gdlab.check.checker import DTYPES, check_training_function
-from gdlab.check.loading import CannotCheck, load_function
-from gdlab.check.report import CheckReport, Divergence
-from gdlab.check.rules import RULES
+import importlib
 
-__all__ = [
-    "DTYPES",
-    "RULES",
-    "CannotCheck",
-    "CheckReport",
-    "Divergence",
-    "check_training_function",
-    "load_function",
-]
+_EXPORTS = {
+    "DTYPES": "gdlab.check.checker",
+    "check_training_function": "gdlab.check.checker",
+    "CannotCheck": "gdlab.check.loading",
+    "load_function": "gdlab.check.loading",
+    "CheckReport": "gdlab.check.report",
+    "Divergence": "gdlab.check.report",
+    "RULES": "gdlab.check.rules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gdlab.check' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

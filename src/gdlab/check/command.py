@@ -8,19 +8,21 @@ exception while importing or training, hyperparameters it cannot receive).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gdlab.check.binding import parse_renames
-from gdlab.check.checker import DTYPES, check_training_function
-from gdlab.check.loading import load_function
-from gdlab.check.report import CheckReport
-from gdlab.check.rules import RULES, get_rule
 from gdlab.errors import GdlabError
+
+if TYPE_CHECKING:
+    from gdlab.check.report import CheckReport
+
+# Spelled out rather than read from gdlab.check.rules, which imports torch:
+# `gdlab --help` should not wait for torch. A test keeps the two in step.
+RULE_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 
 # Options that belong to some rules only, with the value that means "not given".
 _RULE_OPTIONS = {
@@ -43,7 +45,7 @@ def check(
              "that updates model in place.",
         show_default=False,
     )],
-    against: Annotated[str, typer.Option(help=f"The torch.optim rule to compare with: {', '.join(RULES)}.")] = "sgd",
+    against: Annotated[str, typer.Option(help=f"The torch.optim rule to compare with: {', '.join(RULE_NAMES)}.")] = "sgd",
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the rule's; sgd 0.01).")] = None,
     momentum: Annotated[float, typer.Option(help="sgd, rmsprop: momentum.")] = 0.0,
     dampening: Annotated[float, typer.Option(help="sgd: dampening of the momentum.")] = 0.0,
@@ -77,6 +79,11 @@ def check(
     the first step and parameter where they part are named, with the likely
     cause. Exit 0 pass, 1 fail, 2 cannot check.
     """
+    from gdlab.check.binding import parse_renames
+    from gdlab.check.checker import DTYPES, check_training_function
+    from gdlab.check.loading import load_function
+    from gdlab.check.rules import get_rule
+
     console = Console(highlight=False)
     given = {
         "momentum": momentum, "dampening": dampening, "nesterov": nesterov, "betas": betas, "eps": eps,
