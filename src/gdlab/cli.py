@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gdlab.errors import GdlabError
 
@@ -50,7 +51,7 @@ def run(
     try:
         summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console)
     except StudyInterrupted as interrupted:
-        console.print(f"[yellow]{interrupted}[/yellow]")
+        console.print(f"[yellow]{escape(str(interrupted))}[/yellow]")
         raise typer.Exit(130) from None
     for table in rich_tables(summary):
         console.print(table)
@@ -68,8 +69,9 @@ def datasets():
     import gdlab.data
 
     table = Table(title="datasets")
-    for column in ("name", "status", "where / how to get it"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("where / how to get it", overflow="fold")
     for status in gdlab.data.describe_datasets():
         if status.found:
             table.add_row(status.name, "[green]found[/green]", status.location)
@@ -90,7 +92,7 @@ def main() -> None:
     try:
         app()
     except GdlabError as error:
-        console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
         raise SystemExit(2) from None
 
 

@@ -36,7 +36,7 @@ def configuration_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-CONFIGURATION_HEADER = ["configuration", "status", "train acc", "val acc (95% CI)", "val loss", "seconds"]
+CONFIGURATION_HEADER = ["configuration", "status", "train acc", "val acc ± 95% CI", "val loss", "seconds"]
 
 
 def selected_lines(summary: dict) -> list[str]:
@@ -75,7 +75,10 @@ EFFECT_HEADER = ["factor", "comparison", "effect on test acc", "95% CI", "p (pai
 def rich_tables(summary: dict) -> list[Table]:
     table = Table(title=f"{summary['experiment']}: configurations (* = selected)")
     for column in CONFIGURATION_HEADER:
-        table.add_column(column, justify="left" if column in ("configuration", "status") else "right")
+        if column == "configuration":
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="left" if column == "status" else "right")
     for row in configuration_rows(summary):
         style = "red" if row[1].startswith(("diverged", "partly")) else None
         table.add_row(*row, style=style)

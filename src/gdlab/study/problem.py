@@ -62,7 +62,11 @@ def _prepare_data_cached(data_json: str, device_name: str, dtype_name: str) -> P
     data = DataSpec.model_validate_json(data_json)
     device = torch.device(device_name)
     dtype = getattr(torch, dtype_name)
-    dataset = gdlab.data.load(data.dataset, root=data.root, download=data.download)
+    try:
+        dataset = gdlab.data.load(data.dataset, root=data.root, download=data.download)
+    except GdlabError as error:
+        hint = "" if data.download else "\nIn a study file: set download = true in [data], or root = \"/path/to/data\"."
+        raise GdlabError(f"{error}{hint}") from None
     train, val = gdlab.data.split_train_val(dataset.train, data.val_fraction, data.split_seed)
     test = dataset.test
     classes = list(dataset.classes)

@@ -60,10 +60,10 @@ def _run_line(done: int, total: int, record: dict) -> str:
     if record["status"] == "diverged":
         figures = f"[red]diverged[/red] at iteration {record['diverged_at_iteration']}"
     else:
-        figures = f"val acc {record['val_accuracy']:.4f}  train acc {record['train_accuracy']:.4f}"
+        figures = f"val {record['val_accuracy']:.4f}  train {record['train_accuracy']:.4f}"
     pair = ""
     if "max_loss_difference" in record:
-        pair = f"  |Δloss| vs pair {record['max_loss_difference']:.3g}"
+        pair = f"  max |Δloss| in pair {record['max_loss_difference']:.3g}"
     return f"[{done:>{len(str(total))}}/{total}] {record['id']}  {figures}  {record['seconds']:.1f}s{pair}"
 
 
@@ -85,6 +85,8 @@ def run_study(
     if resume and not folder.root.exists():
         console.print(f"{folder.root} does not exist yet: nothing to resume, starting the study")
     plans = plan_runs(study)
+    # Load the data before anything trains, so a missing dataset fails at once.
+    data_for(plans[0])
     records: dict[str, dict] = {}
     histories: dict[str, History] = {}
     if resume:
