@@ -412,3 +412,13 @@ def test_a_function_that_never_stops_drawing_batches_is_stopped_and_fails():
     assert not report.passed
     assert "kept drawing batches" in report.likely_cause
     assert report.first_divergence.step == STEPS_PER_EPOCH + 1
+
+
+def test_a_device_mismatch_says_the_check_runs_on_the_cpu():
+    def train_on_cuda(n_epochs, model, loss_fn, train_loader, lr):
+        for _ in range(n_epochs):
+            for imgs, labels in train_loader:
+                raise RuntimeError("Expected all tensors to be on the same device, but found cuda:0 and cpu")
+
+    with pytest.raises(CannotCheck, match=r"(?s)RuntimeError: Expected all tensors.*CUDA_VISIBLE_DEVICES="):
+        check_training_function(train_on_cuda, "sgd", {"lr": 0.01})

@@ -69,7 +69,7 @@ def bind_hyperparameters(
     keyword_names = [parameter.name for parameter in hyper_parameters]
     takes_kwargs = any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
     renames = dict(renames or {})
-    wanted = _wanted_values(rule, hparams)
+    wanted = _wanted_values(hparams)
     for user_name, gdlab_name in renames.items():
         if gdlab_name not in wanted:
             raise CannotCheck(
@@ -97,7 +97,7 @@ def bind_hyperparameters(
     for gdlab_name, value in wanted.items():
         if gdlab_name in receiver:
             kwargs[receiver[gdlab_name]] = value
-    for gdlab_name in _unreceived(rule, wanted, receiver):
+    for gdlab_name in _unreceived(rule, receiver):
         if takes_kwargs:
             kwargs[gdlab_name] = wanted[gdlab_name]
         elif gdlab_name == "lr" or not _is_default(rule, gdlab_name, wanted[gdlab_name]):
@@ -137,7 +137,7 @@ def _positional_roles(name: str, signature: inspect.Signature, parameters) -> se
     return {parameter.name for parameter in positional[: len(POSITIONAL_ROLES)]}
 
 
-def _wanted_values(rule: Rule, hparams: dict[str, float | bool]) -> dict[str, object]:
+def _wanted_values(hparams: dict[str, float | bool]) -> dict[str, object]:
     """The values on offer, by every name a function may use: flat names plus ``betas`` for the pair."""
     wanted: dict[str, object] = dict(hparams)
     if "beta1" in wanted:
@@ -145,7 +145,7 @@ def _wanted_values(rule: Rule, hparams: dict[str, float | bool]) -> dict[str, ob
     return wanted
 
 
-def _unreceived(rule: Rule, wanted: dict[str, object], receiver: dict[str, str]) -> list[str]:
+def _unreceived(rule: Rule, receiver: dict[str, str]) -> list[str]:
     """Hyperparameters no parameter receives, Adam's betas counted once as the pair."""
     missing = [name for name in rule.names() if name not in receiver]
     if "betas" in missing and ("beta1" in receiver or "beta2" in receiver):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -77,56 +78,28 @@ def _check(fn, against, hparams, renames, epochs, dtype, seed) -> CheckReport:
     call = bind_hyperparameters(fn, rule, resolved, renames)
 
     problem = make_problem(dtype, seed)
+    per_epoch = problem.batches_per_epoch
+    expected = epochs * per_epoch
     initial = snapshot(problem.model)
     reference = TorchReference(problem.model, problem.loss_fn, rule, resolved)
-    loader = ObservedLoader(problem.model, problem.x, problem.y, problem.batch_size, seed, max_steps=0)
-    per_epoch = len(loader)
-    expected = epochs * per_epoch
     # Room for an epoch or two too many, so that such a loop is reported as a wrong step count.
-    loader.max_steps = expected + 2 * per_epoch
+    loader = ObservedLoader(
+        problem.model, problem.x, problem.y, problem.batch_size, seed, max_steps=expected + 2 * per_epoch
+    )
     stopped = _run(fn, call.kwargs, epochs, problem, loader)
     loader.close_step()
-    steps = loader.steps
-    _refuse_unobservable(steps, call.function_name)
+    _refuse_unobservable(loader.steps, call.function_name)
 
-    limit = tolerance(dtype)
-    records: list[StepRecord] = []
-    divergence: Divergence | None = None
-    cause: str | None = None
-    first_differing: int | None = None
-    largest = 0.0
-    previous_after = initial
-    for step in steps:
-        structure = _structure_problem(initial, step, dtype)
-        if structure is not None:
-            if divergence is None:
-                divergence, cause = Divergence(step.number, step.epoch, step.iteration, None), structure
-            break
-        moved = next((name for name in initial if not torch.equal(previous_after[name], step.before[name])), None)
-        if moved is not None and divergence is None:
-            divergence = Divergence(step.number, step.epoch, step.iteration, moved)
-            cause = _moved_between_steps(step, moved)
-        previous_after = step.after
-
-        gradients, torch_after = reference.step(step.before, step.x, step.y)
-        _refuse_diverged_reference(step, torch_after, rule.title, resolved)
-        records.append(StepRecord(step.number, step.epoch, step.iteration, step.before, step.after, gradients, torch_after))
-        differences = {
-            name: relative_difference(step.before[name], torch_after[name], step.after[name]) for name in initial
-        }
-        largest = max(largest, *differences.values())
-        beyond = next((name for name, value in differences.items() if value > limit), None)
-        if beyond is not None and divergence is None:
-            divergence = _divergence(step, beyond, differences[beyond], torch_after[beyond])
-            first_differing = len(records) - 1
-
-    taken = len(steps)
+    judgement = _judge_steps(loader.steps, initial, reference, rule, resolved, dtype)
+    divergence, cause = judgement.divergence, judgement.cause
+    taken = len(loader.steps)
     if divergence is None and (stopped or taken != expected):
         epoch, iteration = divmod(min(taken, expected), per_epoch)
         divergence = Divergence(min(taken, expected) + 1, epoch + 1, iteration + 1, None)
         cause = _describe_step_count(taken, expected, epochs, per_epoch, stopped)
-    if first_differing is not None:
-        cause = diagnose(records, first_differing, rule, resolved, problem.batch_size).describe()
+    if judgement.first_differing is not None:
+        diagnosis = diagnose(judgement.records, judgement.first_differing, rule, resolved, problem.batch_size)
+        cause = diagnosis.describe()
 
     return CheckReport(
         function=_label(fn, call.function_name),
@@ -138,8 +111,8 @@ def _check(fn, against, hparams, renames, epochs, dtype, seed) -> CheckReport:
         epochs=epochs,
         steps_expected=expected,
         steps_taken=taken,
-        max_relative_difference=largest,
-        tolerance=limit,
+        max_relative_difference=judgement.largest,
+        tolerance=tolerance(dtype),
         first_divergence=divergence,
         likely_cause=cause,
         notes=tuple(
@@ -148,6 +121,51 @@ def _check(fn, against, hparams, renames, epochs, dtype, seed) -> CheckReport:
             for name, value in call.left_to_default.items()
         ),
     )
+
+
+@dataclass
+class _Judgement:
+    """Every step compared: the records for the diagnosis and the first place the function parts from torch."""
+
+    records: list[StepRecord] = field(default_factory=list)
+    largest: float = 0.0
+    divergence: Divergence | None = None
+    cause: str | None = None
+    first_differing: int | None = None
+
+
+def _judge_steps(steps, initial, reference: TorchReference, rule, hparams, dtype) -> _Judgement:
+    """Let torch take each observed step from the same parameters and compare, parameter by parameter."""
+    limit = tolerance(dtype)
+    judgement = _Judgement()
+    previous_after = initial
+    for step in steps:
+        structure = _structure_problem(initial, step, dtype)
+        if structure is not None:
+            if judgement.divergence is None:
+                judgement.divergence = Divergence(step.number, step.epoch, step.iteration, None)
+                judgement.cause = structure
+            break
+        moved = next((name for name in initial if not torch.equal(previous_after[name], step.before[name])), None)
+        if moved is not None and judgement.divergence is None:
+            judgement.divergence = Divergence(step.number, step.epoch, step.iteration, moved)
+            judgement.cause = _moved_between_steps(step, moved)
+        previous_after = step.after
+
+        gradients, torch_after = reference.step(step.before, step.x, step.y)
+        _refuse_diverged_reference(step, torch_after, rule.title, hparams)
+        judgement.records.append(
+            StepRecord(step.number, step.epoch, step.iteration, step.before, step.after, gradients, torch_after)
+        )
+        differences = {
+            name: relative_difference(step.before[name], torch_after[name], step.after[name]) for name in initial
+        }
+        judgement.largest = max(judgement.largest, *differences.values())
+        beyond = next((name for name, value in differences.items() if value > limit), None)
+        if beyond is not None and judgement.divergence is None:
+            judgement.divergence = _divergence(step, beyond, differences[beyond], torch_after[beyond])
+            judgement.first_differing = len(judgement.records) - 1
+    return judgement
 
 
 def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -169,10 +187,14 @@ def _run(fn: Callable, kwargs: dict, epochs: int, problem, loader: ObservedLoade
         return True
     except Exception as error:
         name = getattr(fn, "__name__", "the function")
-        raise CannotCheck(
-            f"{name} raised an exception while training, so it cannot be checked:\n"
-            + describe_exception(error, source_file(fn))
-        ) from None
+        message = f"{name} raised an exception while training, so it cannot be checked:\n"
+        message += describe_exception(error, source_file(fn))
+        if "cuda" in str(error).lower():
+            message += (
+                "\n  gdlab check runs on the CPU; if your code picks its device with "
+                "torch.cuda.is_available(), run the check with CUDA_VISIBLE_DEVICES= (empty)"
+            )
+        raise CannotCheck(message) from None
     return False
 
 

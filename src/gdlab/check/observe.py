@@ -81,7 +81,7 @@ class ObservedLoader:
         self.model.register_forward_pre_hook(self._count_forward)
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return -(-len(self.y) // self.batch_size)  # the last batch may be smaller
 
     def __iter__(self):
         self.epochs_started += 1

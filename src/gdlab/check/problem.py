@@ -33,6 +33,10 @@ class Problem:
     loss_fn: nn.Module
     batch_size: int
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
     def describe(self) -> str:
         sizes = "-".join(str(size) for size in MODEL_SIZES)
         return (
