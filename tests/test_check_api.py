@@ -138,6 +138,8 @@ def test_the_course_train_manual_passes_with_only_a_learning_rate():
         ("sgd_more_mistakes.py:train_velocity_inside_epoch_loop", "sgd", {"momentum": 0.9},
          STEPS_PER_EPOCH + 1, "starts afresh every epoch"),
         ("sgd_more_mistakes.py:train_always_nesterov", "sgd", {"momentum": 0.9}, 1, "Nesterov momentum is used"),
+        # torch's dampened buffer starts undamped (v1 = g1), so it first differs at step 2.
+        ("sgd_more_mistakes.py:train_dampened_momentum", "sgd", {"momentum": 0.9}, 2, "momentum is dampened"),
         ("sgd_more_mistakes.py:train_decay_once_per_epoch", "sgd", {"weight_decay": 0.01}, 1,
          "weight decay is missing"),
         ("other_rules_mistakes.py:train_adam_without_bias_correction", "adam", {}, 1, "bias correction is missing"),
@@ -260,6 +262,12 @@ def test_the_check_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     check_training_function(example("sgd_more_mistakes.py:train_with_torch_sgd"), "sgd", {"lr": 0.01})
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_check_restores_the_thread_count():
+    threads = torch.get_num_threads()
+    check_training_function(example("sgd_more_mistakes.py:train_with_torch_sgd"), "sgd", {"lr": 0.01})
+    assert torch.get_num_threads() == threads
 
 
 # --- hyperparameters under the function's own names ----------------------------------------------

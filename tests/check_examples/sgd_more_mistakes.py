@@ -105,3 +105,13 @@ def train_decay_once_per_epoch(n_epochs, model, loss_fn, train_loader, lr=1e-2, 
         with torch.no_grad():
             for p in model.parameters():
                 p -= lr * weight_decay * p
+
+
+def train_dampened_momentum(n_epochs, model, loss_fn, train_loader, lr=1e-2, momentum=0.0):
+    """Dampens the momentum by (1 - momentum), which torch does only when asked for dampening."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, dampening=momentum, foreach=False)
+    for epoch in range(n_epochs):
+        for imgs, labels in train_loader:
+            optimizer.zero_grad()
+            loss_fn(model(imgs), labels).backward()
+            optimizer.step()
