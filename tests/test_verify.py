@@ -106,7 +106,7 @@ def test_a_rule_that_ignores_momentum_fails_at_the_second_step():
 
 
 def test_a_rule_that_differs_only_by_rounding_is_not_bit_exact():
-    row = compare_rule("textbook SGD", TextbookSGD, TORCH_SGD, [{"lr": 0.05}], dtypes=(torch.float64,), steps=20)
+    row = compare_rule("textbook SGD", TextbookSGD, TORCH_SGD, [{"lr": 0.05}], dtypes=("float64",), steps=20)
     assert not row.passed
     assert 0 < row.max_difference < 1e-10
 
@@ -143,3 +143,13 @@ def test_the_command_exits_0_and_prints_the_table(capsys):
     assert exited.value.exit_code == 0
     printed = capsys.readouterr().out
     assert all(rule in printed for rule in RULES)
+
+
+def test_registering_the_command_does_not_import_torch():
+    """The CLI imports gdlab.verify to register `gdlab verify`; `gdlab --help` must stay fast."""
+    import subprocess
+    import sys
+
+    probe = "import sys, gdlab.verify; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

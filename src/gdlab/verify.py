@@ -14,28 +14,31 @@ loss, float64, against autograd on the same network and batch, to a relative
 difference of ``BACKPROP_RTOL`` per gradient tensor.
 
 One row per rule; exit status 1 when any row fails.
+
+torch (and everything built on it) is imported inside the functions that use
+it: the CLI imports this module to register the command, and ``gdlab --help``
+should not wait a second or two for torch.
 """
 
+from __future__ import annotations
+
 import contextlib
-import copy
-import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 import typer
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
-from gdlab import optim
-from gdlab.models import MLP
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 STEPS = 60
-DTYPES = (torch.float32, torch.float64)
+DTYPES = ("float32", "float64")
 BACKPROP_RTOL = 1e-9
 BACKPROP_CRITERION = f"relative difference <= {BACKPROP_RTOL:g} vs autograd, float64"
 RULE_CRITERION = "torch.equal"
@@ -70,7 +73,7 @@ class VerifyRow:
         return self.first_mismatch is None
 
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
+OptimizerFactory = Callable[..., Any]  # called like an optimizer class: (param_groups, **hyperparameters)
 
 
 def _grid(**axes) -> Iterator[dict]:
@@ -84,6 +87,12 @@ def _valid_sgd(config: dict) -> bool:
 
 def rule_checks() -> list[tuple[str, OptimizerFactory, OptimizerFactory, list[dict]]]:
     """(name, gdlab class, torch class with foreach=False, every flag combination) per rule."""
+    import functools
+
+    import torch
+
+    from gdlab import optim
+
     return [
         (
             "SGD",
@@ -135,6 +144,8 @@ def rule_checks() -> list[tuple[str, OptimizerFactory, OptimizerFactory, list[di
 def _one_thread() -> Iterator[None]:
     """The networks here are tiny: a second intra-op thread only waits on the
     others, and on shared cores it made verify 3-10x slower."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -155,8 +166,8 @@ def compare_rule(
     """Train with ``scratch`` and ``reference`` side by side for every configuration and dtype.
 
     ``scratch`` and ``reference`` are called like optimizer classes,
-    ``(param_groups, **configuration)``. The row passes when every parameter
-    is ``torch.equal`` after every step.
+    ``(param_groups, **configuration)``; ``dtypes`` are names ("float32").
+    The row passes when every parameter is ``torch.equal`` after every step.
     """
     start = time.perf_counter()
     max_difference = 0.0
@@ -166,7 +177,7 @@ def compare_rule(
             difference, mismatch = _train_side_by_side(scratch, reference, configuration, dtype, steps)
         max_difference = max(max_difference, difference)
         if mismatch is not None and first_mismatch is None:
-            first_mismatch = f"{_describe(configuration)}, {str(dtype).removeprefix('torch.')}: {mismatch}"
+            first_mismatch = f"{_describe(configuration)}, {dtype}: {mismatch}"
     return VerifyRow(
         rule=rule,
         configurations=len(configurations) * len(dtypes),
@@ -182,7 +193,7 @@ def _describe(configuration: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in configuration.items())
 
 
-def _param_groups(model: MLP, spare: nn.Parameter, configuration: dict) -> list[dict]:
+def _param_groups(model: nn.Module, spare: nn.Parameter, configuration: dict) -> list[dict]:
     """First layer in a group with its own lr and weight decay; the rest, and a
     parameter that never gets a gradient, on the defaults."""
     first, *rest = model.layers
@@ -200,10 +211,19 @@ def _train_side_by_side(
     scratch: OptimizerFactory,
     reference: OptimizerFactory,
     configuration: dict,
-    dtype: torch.dtype,
+    dtype_name: str,
     steps: int,
 ) -> tuple[float, str | None]:
     """Returns the largest |difference| over steps and parameters and the first mismatch, if any."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from gdlab.models import MLP
+
+    dtype = getattr(torch, dtype_name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         scratch_model = MLP(_SIZES, activation="tanh").to(dtype)
@@ -253,6 +273,8 @@ def compare_backward(
     Passes when every gradient tensor is within ``BACKPROP_RTOL`` of autograd's,
     relative to the largest entry of autograd's tensor.
     """
+    import torch
+
     start = time.perf_counter()
     max_difference = 0.0
     first_mismatch = None
@@ -293,6 +315,9 @@ def compare_backward(
 
 
 def _autograd_gradients(net: nn.Module, inputs, targets, loss: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    import torch
+    import torch.nn.functional as F
+
     predictions = net(inputs)
     if loss == "mse":
         value = F.mse_loss(predictions, targets)
