@@ -1,9 +1,10 @@
 """Result tables of a study, for the terminal (rich) and for report.md (markdown)."""
 
+from rich import box
 from rich.table import Table
 
 
-def _mean_ci(figures: dict | None, digits: int = 4) -> str:
+def _mean_ci(figures: dict | None, digits: int = 3) -> str:
     if not figures or figures.get("mean") is None:
         return "-"
     if figures.get("ci_low") is None:
@@ -16,7 +17,13 @@ def _number(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def configuration_rows(summary: dict) -> list[list[str]]:
+def _mean(figures: dict | None, digits: int = 3) -> str:
+    return "-" if not figures or figures.get("mean") is None else f"{figures['mean']:.{digits}f}"
+
+
+def configuration_rows(summary: dict, intervals_for_all: bool = True) -> list[list[str]]:
+    """One row per configuration; the terminal shows the interval of validation accuracy only."""
+    secondary = _mean_ci if intervals_for_all else _mean
     selected = (summary.get("selected") or {}).get("config_id")
     rows = []
     for configuration in summary["configurations"]:
@@ -27,9 +34,9 @@ def configuration_rows(summary: dict) -> list[list[str]]:
             [
                 ("* " if configuration["id"] == selected else "  ") + configuration["id"],
                 status,
-                _mean_ci(configuration["train_accuracy"]),
+                secondary(configuration["train_accuracy"]),
                 _mean_ci(configuration["val_accuracy"]),
-                _mean_ci(configuration["val_loss"]),
+                secondary(configuration["val_loss"]),
                 f"{configuration['seconds']:.1f}",
             ]
         )
@@ -73,18 +80,17 @@ EFFECT_HEADER = ["factor", "comparison", "effect on test acc", "95% CI", "p (pai
 
 
 def rich_tables(summary: dict) -> list[Table]:
-    table = Table(title=f"{summary['experiment']}: configurations (* = selected)")
-    for column in CONFIGURATION_HEADER:
-        if column == "configuration":
-            table.add_column(column, no_wrap=True)
-        else:
-            table.add_column(column, justify="left" if column == "status" else "right")
-    for row in configuration_rows(summary):
+    # A light box leaves room for long configuration ids in an 80-column terminal.
+    table = Table(title=f"{summary['experiment']}: configurations (* = selected)", box=box.SIMPLE_HEAD)
+    for column in ("configuration", "status", "train acc", "val acc ± CI", "val loss", "s"):
+        table.add_column(column, justify="left" if column in ("configuration", "status") else "right",
+                         no_wrap=column != "status", min_width=6 if column == "status" else None)
+    for row in configuration_rows(summary, intervals_for_all=False):
         style = "red" if row[1].startswith(("diverged", "partly")) else None
         table.add_row(*row, style=style)
     tables = [table]
     if summary.get("ablation"):
-        effects = Table(title="ablation: effect of each factor on test accuracy")
+        effects = Table(title="ablation: effect of each factor on test accuracy", box=box.SIMPLE_HEAD)
         for column in EFFECT_HEADER:
             effects.add_column(column)
         for row in effect_rows(summary):

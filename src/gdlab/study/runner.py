@@ -63,7 +63,7 @@ def _run_line(done: int, total: int, record: dict) -> str:
         figures = f"val {record['val_accuracy']:.4f}  train {record['train_accuracy']:.4f}"
     pair = ""
     if "max_loss_difference" in record:
-        pair = f"  max |Δloss| in pair {record['max_loss_difference']:.3g}"
+        pair = f"  pair max |Δloss| {record['max_loss_difference']:.3g}"
     return f"[{done:>{len(str(total))}}/{total}] {record['id']}  {figures}  {record['seconds']:.1f}s{pair}"
 
 
@@ -114,7 +114,7 @@ def run_study(
             record = folder.save_run(outcome)
             records[outcome.plan.id] = record
             histories[outcome.plan.id] = outcome.history
-            console.print(_run_line(len(records), len(plans), record), highlight=False)
+            console.print(_run_line(len(records), len(plans), record), highlight=False, soft_wrap=True)
             if on_outcome is not None:
                 on_outcome(outcome)
 
