@@ -82,12 +82,13 @@ EFFECT_HEADER = ["factor", "comparison", "effect on test acc", "95% CI", "p (pai
 def rich_tables(summary: dict) -> list[Table]:
     # A light box leaves room for long configuration ids in an 80-column terminal.
     table = Table(title=f"{summary['experiment']}: configurations (* = selected)", box=box.SIMPLE_HEAD)
-    for column in ("configuration", "status", "train acc", "val acc ± CI", "val loss", "s"):
+    # Seconds are left to report.md: every column counts in an 80-column terminal.
+    for column in ("configuration", "status", "train acc", "val acc ± CI", "val loss"):
         table.add_column(column, justify="left" if column in ("configuration", "status") else "right",
                          no_wrap=column != "status", min_width=6 if column == "status" else None)
     for row in configuration_rows(summary, intervals_for_all=False):
         style = "red" if row[1].startswith(("diverged", "partly")) else None
-        table.add_row(*row, style=style)
+        table.add_row(*row[:5], style=style)
     tables = [table]
     if summary.get("ablation"):
         effects = Table(title="ablation: effect of each factor on test accuracy", box=box.SIMPLE_HEAD)
