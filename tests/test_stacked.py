@@ -33,7 +33,7 @@ from gdlab.train.stacked import (
     member_bytes,
     normalize_hparams,
 )
-from gdlab.train.stacked_models import stack_parameters, stacked_forward, supports_stacking
+from gdlab.train.stacked_models import stack_parameters, stacked_model, supports_stacking
 
 LOSS_RTOL = {torch.float64: 1e-11, torch.float32: 1e-5}
 PARAM_RTOL = {torch.float64: 1e-11, torch.float32: 1e-5}
@@ -141,7 +141,7 @@ def assert_same_parameters(model, reference, dtype, what):
 def test_stacked_mlp_forward_equals_each_member(sizes, activation, dtype):
     models = new_models(4, dtype, sizes, activation)
     x = torch.randn(9, 3, 4, dtype=dtype)  # flattened to 12 features, as MLP.forward does
-    scores = stacked_forward(models[0])(stack_parameters(models), x)
+    scores = stacked_model(models[0]).scores(stack_parameters(models), x)
     expected = torch.stack([model(x) for model in models])
     # Rounding differs only in the order of each dot product's sum: relative to the scores' scale.
     scale = expected.abs().max().item()
@@ -149,16 +149,29 @@ def test_stacked_mlp_forward_equals_each_member(sizes, activation, dtype):
     torch.testing.assert_close(scores, expected, rtol=0, atol=tolerance)
 
 
-def test_stacked_gradients_are_each_members_own():
-    models = new_models(3, torch.float64)
-    x, y = make_data(torch.float64, samples=16)
+def small_convnets(count, dtype):
+    torch.manual_seed(0)
+    return [ConvNet(batchnorm=False, num_classes=3, in_channels=1, image_size=27, width=2).to(dtype) for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "tanh", "sigmoid", "identity", "convnet"])
+def test_stacked_gradients_are_each_members_own(kind):
+    """The hand-written backward pass of StackedMLP (and vmap's for the ConvNet) against autograd per member."""
+    if kind == "convnet":
+        models, x = small_convnets(3, torch.float64), torch.randn(5, 1, 27, 27, dtype=torch.float64)
+    else:
+        models, x = new_models(3, torch.float64, (20, 9, 7, 4), kind), torch.randn(16, 20, dtype=torch.float64)
+    model = stacked_model(models[0])
     params = stack_parameters(models)
-    scores = stacked_forward(models[0])(params, x)
-    torch.stack([F.cross_entropy(member, y) for member in scores]).sum().backward()
-    for slot, model in enumerate(models):
-        F.cross_entropy(model(x), y).backward()
-        for stacked, own in zip(params, model.parameters()):
-            torch.testing.assert_close(stacked.grad[slot], own.grad, rtol=1e-13, atol=1e-15)
+    scores, saved = model.forward(params, x)
+    score_gradients = torch.randn_like(scores)  # any dL/dscores: the backward pass is linear in it
+    gradients = model.gradients(params, saved, score_gradients)
+    for slot, member in enumerate(models):
+        member_scores = member(x)
+        torch.testing.assert_close(scores[slot], member_scores.detach(), rtol=1e-13, atol=1e-14)
+        expected = torch.autograd.grad(member_scores, list(member.parameters()), score_gradients[slot])
+        for (name, _), gradient, own in zip(member.named_parameters(), gradients, expected):
+            torch.testing.assert_close(gradient[slot], own, rtol=1e-12, atol=1e-14, msg=f"{kind} {name}")
 
 
 def test_supports_stacking_kinds():
@@ -233,8 +246,7 @@ def test_lr_factors_match_a_torch_scheduler():
 
 
 def test_convnet_without_batchnorm_stacks_through_vmap():
-    torch.manual_seed(0)
-    models = [ConvNet(batchnorm=False, num_classes=3, in_channels=1, image_size=27, width=2).double() for _ in range(2)]
+    models = small_convnets(2, torch.float64)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 27, 27, generator=generator, dtype=torch.float64)
     y = torch.randint(0, 3, (64,), generator=generator)

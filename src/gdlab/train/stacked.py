@@ -45,13 +45,7 @@ from gdlab.optim import functional
 from gdlab.optim._base import new_step_counter
 from gdlab.train.history import STATUS_DIVERGED, History
 from gdlab.train.loop import LossFn
-from gdlab.train.stacked_models import (
-    StackedForward,
-    check_same_architecture,
-    stack_parameters,
-    stacked_forward,
-    write_member,
-)
+from gdlab.train.stacked_models import check_same_architecture, stack_parameters, stacked_model, write_member
 
 # Fraction of the free memory that stacked members may plan to use: the
 # estimate below is rough, and other processes and the data need room too.
@@ -303,8 +297,7 @@ def _train_chunk(
         record = _EpochRecord(stack.members)
         for x, y in itertools.chain([first], epoch_batches):
             batches.mark(y)
-            losses, correct = stack.losses_and_correct(x, y, loss_fn)
-            loss_values = losses.tolist()
+            loss_values, correct = stack.forward(x, y, loss_fn)
             record.add(stack.members, loss_values, correct, len(y))
             diverged = [slot for slot, value in enumerate(loss_values) if not math.isfinite(value)]
             for slot in diverged:
@@ -313,7 +306,7 @@ def _train_chunk(
                 histories[member].diverged_at_iteration = iteration
                 write_member(models[member], stack.params, slot)
             if len(diverged) < len(loss_values):
-                stack.step(losses, diverged)
+                stack.step(diverged)
                 if on_iteration is not None:
                     on_iteration(iteration, {
                         member: value for slot, (member, value) in enumerate(zip(stack.members, loss_values))
@@ -355,7 +348,7 @@ class _Stack:
         self.all_members = list(members)
         self.members = list(members)  # slot order; shrinks as members diverge
         self.params = stack_parameters([models[member] for member in members])
-        self.forward: StackedForward = stacked_forward(models[members[0]])
+        self.model = stacked_model(models[members[0]])
         self.rule = rule
         member_settings = [settings[member] for member in members]
         self.base_lrs = [member["lr"] for member in member_settings]
@@ -380,23 +373,29 @@ class _Stack:
     def set_lr_factor(self, factor: float) -> None:
         self.keywords["lr"] = self._hyperparameter([base_lr * factor for base_lr in self.base_lrs])
 
-    def losses_and_correct(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> tuple[Tensor, Tensor]:
-        """Each member's loss on (x, y), still attached to the graph, and its count of correct predictions."""
-        scores = self.forward(self.params, x)
-        losses = torch.stack([loss_fn(member_scores, y) for member_scores in scores])
-        correct = (scores.detach().argmax(dim=-1) == y).sum(dim=1)
-        return losses, correct
-
-    def step(self, losses: Tensor, skipped_slots: list[int]) -> None:
-        """One update of every member from its own loss; skipped slots' losses feed no gradient."""
-        for param in self.params:
-            param.grad = None
-        if skipped_slots:
-            kept = [slot for slot in range(len(self.members)) if slot not in skipped_slots]
-            losses = losses[kept]
-        losses.sum().backward()
+    def forward(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> tuple[list[float], Tensor]:
+        """Every member's loss on (x, y) and its count of correct predictions (on the device);
+        what ``step`` needs is kept for it."""
         with torch.no_grad():
-            self.rule.update(self.params, [param.grad for param in self.params], *self.state, **self.keywords)
+            scores, saved = self.model.forward(self.params, x)
+            losses, score_gradients = _losses_and_score_gradients(loss_fn, scores, y)
+            correct = (scores.argmax(dim=-1) == y).sum(dim=1)
+        self._forward = (scores, saved, y, loss_fn, score_gradients)
+        return losses.tolist(), correct
+
+    def step(self, skipped_slots: list[int]) -> None:
+        """One update of every member from its own loss on the last ``forward``'s batch;
+        skipped slots (members that diverged on it) feed no gradient to anyone."""
+        scores, saved, y, loss_fn, score_gradients = self._forward
+        self._forward = None
+        kept = [slot for slot in range(len(self.members)) if slot not in skipped_slots]
+        if score_gradients is None:
+            score_gradients = _score_gradients(loss_fn, scores, y, kept)
+        elif skipped_slots:
+            score_gradients[skipped_slots] = 0
+        gradients = self.model.gradients(self.params, saved, score_gradients)
+        with torch.no_grad():
+            self.rule.update(self.params, gradients, *self.state, **self.keywords)
 
     def drop(self, slots: list[int]) -> None:
         """Remove members from the stack: their parameters, state and hyperparameters."""
@@ -409,7 +408,7 @@ class _Stack:
                 return value.index_select(0, index)
             return value
 
-        self.params = [param.detach().index_select(0, index).requires_grad_() for param in self.params]
+        self.params = [param.index_select(0, index) for param in self.params]
         self.state = tuple([select(value) for value in values] for values in self.state)
         self.keywords = {key: select(value) for key, value in self.keywords.items()}
         self.base_lrs = [self.base_lrs[slot] for slot in kept]
@@ -422,8 +421,8 @@ class _Stack:
         correct = torch.zeros(len(self.members), dtype=torch.long, device=self.params[0].device)
         count = 0
         for x, y in loader:
-            scores = self.forward(self.params, x)
-            batch_losses = torch.stack([loss_fn(member_scores, y) for member_scores in scores]).tolist()
+            scores = self.model.scores(self.params, x)
+            batch_losses = _losses_and_score_gradients(loss_fn, scores, y)[0].tolist()
             for slot, loss in enumerate(batch_losses):
                 loss_sums[slot] += loss * len(y)
             correct += (scores.argmax(dim=-1) == y).sum(dim=1)
@@ -434,6 +433,49 @@ class _Stack:
             {"loss": loss_sum / count, "accuracy": member_correct / count}
             for loss_sum, member_correct in zip(loss_sums, correct.tolist())
         ]
+
+
+def _losses_and_score_gradients(loss_fn: LossFn, scores: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Every member's loss ``loss_fn(scores_k, y)``, shape (K,); and dL_k/dscores_k now when it
+    comes at no extra cost (cross-entropy), else None: ``_score_gradients`` computes it."""
+    if loss_fn is F.cross_entropy and scores.dim() == 3 and y.dim() == 1 and not y.is_floating_point():
+        return _cross_entropy_and_score_gradients(scores, y)
+    return torch.stack([loss_fn(member_scores, y) for member_scores in scores]), None
+
+
+def _cross_entropy_and_score_gradients(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``F.cross_entropy`` of every member and its gradient, in closed form, in one pass.
+
+    With :math:`p_{kn} = \mathrm{softmax}(s_{kn})` for member k and sample n of N:
+    :math:`L_k = -\frac1N \sum_n \log p_{kn}[y_n]` and
+    :math:`\partial L_k / \partial s_{kn} = (p_{kn} - \mathrm{onehot}(y_n)) / N`.
+    Equal to F.cross_entropy and its autograd gradient up to rounding (integer
+    class labels 0..C-1; no ignore_index, weights or label smoothing).
+    """
+    members, samples = scores.shape[:2]
+    log_probabilities = torch.log_softmax(scores, dim=-1)
+    label_index = labels.view(1, samples, 1).expand(members, samples, 1)
+    losses = log_probabilities.gather(-1, label_index).mean(dim=(1, 2)).neg_()
+    minus_one = torch.full((1, 1, 1), -1.0, dtype=scores.dtype, device=scores.device)
+    gradients = log_probabilities.exp_().scatter_add_(-1, label_index, minus_one.expand(members, samples, 1))
+    return losses, gradients.div_(samples)
+
+
+def _score_gradients(loss_fn: LossFn, scores: Tensor, y: Tensor, kept_slots: list[int]) -> Tensor:
+    """dL_k/dscores_k for the kept members k (zero for the others), from one call of ``loss_fn``.
+
+    For a loss that averages over the samples of its batch, the mean over the
+    M kept members' M*N rows is the mean of their losses, so
+    ``M * loss_fn(their rows, labels repeated)`` = sum_k L_k, whose gradient
+    with respect to member k's scores is dL_k/dscores_k: a few small
+    operations per iteration instead of M times as many.
+    """
+    scores = scores.detach().requires_grad_()
+    kept = scores if len(kept_slots) == len(scores) else scores[kept_slots]
+    labels = y.repeat(len(kept), *([1] * (y.dim() - 1)))
+    with torch.enable_grad():
+        (len(kept) * loss_fn(kept.flatten(0, 1), labels)).backward()
+    return scores.grad
 
 
 class _EpochRecord:

@@ -1,38 +1,36 @@
 r"""K models of one architecture as one stacked model: parameters of shape (K, ...).
 
 Member k's parameters are slice k of each stacked tensor, in the order of
-``model.parameters()``. A stacked forward maps one input batch ``x`` of N
-samples (the same batch for every member) to scores of shape (K, N, C), where
-``scores[k]`` is what member k alone would give for ``x``.
+``model.parameters()``. Every member sees the same input batch ``x`` of N
+samples; the stacked model maps it to scores of shape (K, N, C), where
+``scores[k]`` is what member k alone gives for ``x``, and maps the gradient of
+the loss with respect to those scores to every member's parameter gradients.
 
-MLPs (:class:`gdlab.models.MLP`) run on batched matmuls. Because every member
-sees the same ``x``, the first layer, by far the largest of an image MLP, is
-one wide GEMM::
+MLPs (:class:`gdlab.models.MLP`) run on batched matmuls, forward and backward
+written out (:class:`StackedMLP`). Because every member sees the same ``x``,
+the first layer, by far the largest of an image MLP, is one wide GEMM each
+way::
 
-    [z_1 | ... | z_K] = x @ [W_1 | ... | W_K]^T + [b_1 | ... | b_K]      (N, K*out)
+    [Z_1 | ... | Z_K] = x @ [W_1 | ... | W_K]^T + [b_1 | ... | b_K]       (N, K*out)
+    [dW_1; ...; dW_K] = [dZ_1 | ... | dZ_K]^T @ x                         (K*out, in)
 
-and autograd turns its weight gradient into one GEMM too,
-``dL/d[W_1..W_K] = dL/d[z_1..z_K]^T @ x``. Large GEMMs run far closer to a
-CPU's peak than K small ones. The later layers, whose inputs differ per member,
-are batched matmuls ``z = a @ W^T + b`` over the K members (``baddbmm``).
+and large GEMMs run far closer to a CPU's peak than K small ones. The later
+layers, whose inputs differ per member, are batched matmuls over the K members.
 
 Other buffer-free models (the ConvNet without BatchNorm) run member by member
-under ``torch.func.vmap`` of ``functional_call``, which turns the per-member
-convolutions into grouped ones. Models with buffers are not stacked:
-BatchNorm's running statistics are updated in place during the forward pass,
-which ``vmap`` cannot batch, and freezing them would change what is trained.
+under ``torch.func.vmap`` of ``functional_call``, with autograd for the
+gradients (:class:`VmappedModel`); vmap turns the per-member convolutions into
+grouped ones. Models with buffers are not stacked: BatchNorm's running
+statistics are updated in place during the forward pass, which ``vmap``
+cannot batch, and freezing them would change what is trained.
 """
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from gdlab.backprop import ACTIVATIONS
 from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
-
-# (stacked parameters, input batch) -> scores of shape (K, N, C)
-StackedForward = Callable[[list[Tensor], Tensor], Tensor]
 
 
 def supports_stacking(model: nn.Module) -> bool:
@@ -45,25 +43,111 @@ def supports_stacking(model: nn.Module) -> bool:
     return _stacking_kind(model) is not None
 
 
-def stacked_forward(model: nn.Module) -> StackedForward:
-    """The stacked forward for models shaped like ``model`` (see the module docstring)."""
+def stacked_model(model: nn.Module) -> "StackedMLP | VmappedModel":
+    """The stacked forward and backward for models shaped like ``model``."""
     kind = _stacking_kind(model)
     if kind == "mlp":
-        activation = model.activation
-        return lambda params, x: _mlp_forward(activation, params, x)
+        return StackedMLP(model.activation_name)
     if kind == "vmap":
-        names = [name for name, _ in model.named_parameters()]
-        return lambda params, x: _vmapped_forward(model, names, params, x)
+        return VmappedModel(model)
     raise GdlabError(
         f"cannot stack models of type {type(model).__name__} "
         f"({_why_not_stackable(model)}); use --backend sequential (gdlab.train.fit, one model at a time)"
     )
 
 
+class StackedMLP:
+    r"""K MLPs with weights W[l] of shape (K, out, in) and biases b[l] of shape (K, out).
+
+    Forward, for every member k at once (f the activation, none after the last layer)::
+
+        Z[0] = x W[0]^T + b[0]                  (one GEMM for all members: x is shared)
+        A[l] = f(Z[l]);  Z[l+1] = A[l] W[l+1]^T + b[l+1]      (batched over k)
+
+    Backward, from dL/dZ[last] (the gradient of the loss with respect to the scores)::
+
+        dW[l] = dZ[l]^T A[l-1]     (A[-1] = x; for l = 0 one GEMM for all members)
+        db[l] = sum over samples of dZ[l]
+        dZ[l-1] = (dZ[l] W[l]) * f'(Z[l-1])
+
+    with f' from :data:`gdlab.backprop.ACTIVATIONS`. Gradients are written into
+    buffers kept from one step to the next, so a training step allocates no
+    parameter-sized tensor here.
+    """
+
+    def __init__(self, activation: str):
+        self.activation = ACTIVATIONS[activation]
+        self._gradients: list[Tensor] = []
+
+    def scores(self, params: list[Tensor], x: Tensor) -> Tensor:
+        return self.forward(params, x)[0]
+
+    def forward(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, tuple]:
+        """Scores (K, N, C) and what ``gradients`` needs: every layer's input and pre-activation."""
+        weights, biases = params[0::2], params[1::2]
+        members, width = weights[0].shape[:2]
+        x = x.flatten(1)
+        z = torch.addmm(biases[0].reshape(1, members * width), x, weights[0].reshape(members * width, -1).t())
+        z = z.view(len(x), members, width).transpose(0, 1)
+        layer_inputs, pre_activations = [x], []
+        for weight, bias in zip(weights[1:], biases[1:]):
+            pre_activations.append(z)
+            layer_inputs.append(self.activation.forward(z))
+            z = torch.baddbmm(bias.unsqueeze(1), layer_inputs[-1], weight.transpose(1, 2))
+        return z, (layer_inputs, pre_activations)
+
+    def gradients(self, params: list[Tensor], saved: tuple, score_gradients: Tensor) -> list[Tensor]:
+        """dL/dparams for every member, from dL/dscores of shape (K, N, C)."""
+        layer_inputs, pre_activations = saved
+        gradients = self._buffers(params)
+        weights = params[0::2]
+        dz = score_gradients
+        for layer in range(len(weights) - 1, 0, -1):
+            torch.bmm(dz.transpose(1, 2), layer_inputs[layer], out=gradients[2 * layer])
+            torch.sum(dz, dim=1, out=gradients[2 * layer + 1])
+            derivative = self.activation.derivative(pre_activations[layer - 1], layer_inputs[layer])
+            dz = torch.bmm(dz, weights[layer]).mul_(derivative)
+        x = layer_inputs[0]
+        members, samples, width = dz.shape
+        dz = dz.transpose(0, 1).reshape(samples, members * width)
+        torch.mm(dz.t(), x, out=gradients[0].view(members * width, -1))
+        torch.sum(dz, dim=0, out=gradients[1].view(-1))
+        return gradients
+
+    def _buffers(self, params: list[Tensor]) -> list[Tensor]:
+        if [g.shape for g in self._gradients] != [p.shape for p in params]:
+            self._gradients = [torch.empty_like(param) for param in params]
+        return self._gradients
+
+
+class VmappedModel:
+    """Any buffer-free model, member by member under ``vmap``; gradients by autograd."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.names = [name for name, _ in model.named_parameters()]
+
+    def scores(self, params: list[Tensor], x: Tensor) -> Tensor:
+        def member_scores(member_params: list[Tensor], x: Tensor) -> Tensor:
+            return torch.func.functional_call(self.model, dict(zip(self.names, member_params, strict=True)), (x,))
+
+        return torch.func.vmap(member_scores, in_dims=(0, None))(params, x)
+
+    def forward(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, tuple]:
+        with torch.enable_grad():
+            leaves = [param.detach().requires_grad_() for param in params]
+            scores = self.scores(leaves, x)
+        return scores.detach(), (leaves, scores)
+
+    def gradients(self, params: list[Tensor], saved: tuple, score_gradients: Tensor) -> list[Tensor]:
+        leaves, scores = saved
+        return list(torch.autograd.grad(scores, leaves, score_gradients))
+
+
 def stack_parameters(models: list[nn.Module]) -> list[Tensor]:
-    """Leaf tensors of shape (K, *shape) holding member k's parameters in slice k."""
+    """Tensors of shape (K, *shape) holding member k's parameters in slice k."""
     columns = zip(*(list(model.parameters()) for model in models), strict=True)
-    return [torch.stack([param.detach() for param in column]).requires_grad_() for column in columns]
+    return [torch.stack([param.detach() for param in column]) for column in columns]
 
 
 @torch.no_grad()
@@ -100,7 +184,7 @@ def check_same_architecture(models: list[nn.Module]) -> None:
 
 
 def _stacking_kind(model: nn.Module) -> str | None:
-    if isinstance(model, MLP) and type(model).forward is MLP.forward:
+    if isinstance(model, MLP) and type(model).forward is MLP.forward and model.activation_name in ACTIVATIONS:
         return "mlp"
     if isinstance(model, ConvNet) and type(model).forward is ConvNet.forward and not list(model.buffers()):
         return "vmap"
@@ -128,21 +212,3 @@ def _first_difference(reference: tuple, signature: tuple) -> str:
     if len(reference[2]) != len(signature[2]):
         return f"{len(signature[2])} parameters instead of {len(reference[2])}"
     return f"module {signature[1]!r} instead of {reference[1]!r}"
-
-
-def _mlp_forward(activation: nn.Module, params: list[Tensor], x: Tensor) -> Tensor:
-    weights, biases = params[0::2], params[1::2]
-    members, width = weights[0].shape[:2]
-    # One wide GEMM for the shared input: (N, in) @ (in, K*out) -> (N, K*out).
-    z = torch.addmm(biases[0].reshape(1, members * width), x.flatten(1), weights[0].reshape(members * width, -1).t())
-    z = z.view(len(x), members, width).transpose(0, 1)
-    for weight, bias in zip(weights[1:], biases[1:]):
-        z = torch.baddbmm(bias.unsqueeze(1), activation(z), weight.transpose(1, 2))
-    return z
-
-
-def _vmapped_forward(model: nn.Module, names: list[str], params: list[Tensor], x: Tensor) -> Tensor:
-    def member_forward(member_params: list[Tensor], x: Tensor) -> Tensor:
-        return torch.func.functional_call(model, dict(zip(names, member_params, strict=True)), (x,))
-
-    return torch.func.vmap(member_forward, in_dims=(0, None))(params, x)
