@@ -285,10 +285,7 @@ def _train_chunk(
         if first is None:
             raise GdlabError(f"fit_stacked: the training loader gave no batches in epoch {epoch}")
         if stack is None:
-            size = min(len(pending), max_members or sys.maxsize)
-            if size > 1:
-                member_settings = [settings[index] for index in pending[:size]]
-                size = min(size, _members_that_fit(models[pending[0]], rule, member_settings, first[0]))
+            size = _chunk_size(models[pending[0]], rule, [settings[index] for index in pending], max_members, first[0])
             stack = _Stack(models, pending[:size], RULES[rule], settings)
             batches.expect_repeats(size < len(pending))
         stack.set_lr_factor(factors[epoch])
@@ -301,6 +298,7 @@ def _train_chunk(
             record.add(stack.members, loss_values, correct, len(y))
             diverged = [slot for slot, value in enumerate(loss_values) if not math.isfinite(value)]
             for slot in diverged:
+                # As fit leaves a diverged run: stopped before the step, parameters as they gave the loss.
                 member = stack.members[slot]
                 histories[member].status = STATUS_DIVERGED
                 histories[member].diverged_at_iteration = iteration
@@ -334,6 +332,14 @@ def _train_chunk(
     for member in stack.all_members:
         histories[member].seconds = seconds
     return stack.all_members
+
+
+def _chunk_size(model: nn.Module, rule: str, pending_settings: list[dict], max_members, batch_x: Tensor) -> int:
+    """How many of the pending members train together: all, unless ``max_members`` or memory say fewer."""
+    size = min(len(pending_settings), max_members or sys.maxsize)
+    if size > 1:
+        size = min(size, _members_that_fit(model, rule, pending_settings[:size], batch_x))
+    return size
 
 
 class _Stack:
