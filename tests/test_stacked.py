@@ -376,6 +376,13 @@ def test_max_members_in_memory():
     assert adam == one_member + 2 * 4 * parameters
     available = available_memory_bytes(torch.device("cpu"))
     assert available is None or available > 0
+    # A ConvNet's activations dominate: 2 (values and gradients) x its layers' outputs per sample.
+    convnet = small_convnets(1, torch.float32)[0]
+    images = torch.zeros(16, 1, 27, 27)
+    conv_bytes = member_bytes(convnet, "sgd", normalize_hparams("sgd", [{"lr": 0.1}], 1), images)
+    conv_parameters = sum(p.numel() for p in convnet.parameters())
+    first_layer_outputs = 2 * 25 * 25 * 16  # conv 1->2 k3 and its ReLU, 16 samples
+    assert conv_bytes > 4 * (5 * conv_parameters + 2 * first_layer_outputs)
 
 
 def test_a_loader_whose_order_changes_between_chunks_is_refused():

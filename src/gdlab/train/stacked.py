@@ -9,9 +9,12 @@ one forward pass gives every member's scores, and one backward pass of
 
 gives every member its own gradient, since :math:`\partial L / \partial
 \theta_k = \partial L_k / \partial \theta_k` (no parameter is shared). The
-update is the rule of :mod:`gdlab.optim.functional`, called once for all
-members with each numeric hyperparameter as a tensor of K values (or a float
-when all members agree, which takes the rule's float path).
+loss must average over the samples of its batch (mean reduction), as
+``fit``'s does: then one call of it on all members' scores gives every
+member's score gradient (in closed form for cross-entropy). The update is the
+rule of :mod:`gdlab.optim.functional`, called once for all members with each
+numeric hyperparameter as a tensor of K values (or a float when all members
+agree, which takes the rule's float path).
 
 What each member gets is what :func:`gdlab.train.fit` gives for that model and
 rule alone, up to rounding: a :class:`History` with the same fields and
@@ -23,8 +26,9 @@ Members that do not fit in memory together train in chunks, one after the
 other; every chunk re-iterates the loaders from the first epoch, so the
 training loader must give each epoch's batches again in the same order. A
 loader with ``set_epoch(e)`` (``gdlab.data.TensorLoader``) is set to each
-epoch before it is iterated, which makes that so; for other loaders it is
-checked, and a different order is an error.
+epoch before it is iterated, which makes that so; for other loaders the
+order is checked when there is more than one chunk, and a different order is
+an error.
 """
 
 import inspect
