@@ -230,3 +230,31 @@ factors = ["model.batchnorm", "train.schedule"]
     assert (schedule["first"], schedule["second"]) == ("step", "none")
     assert schedule["p_value"] is None or 0.0 <= schedule["p_value"] <= 1.0
     assert "## Ablation" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_vectorized_backend_agrees_with_sequential(tmp_path):
+    path = write_study(tmp_path, seeds=2, lr="[0.05, 0.2, 1e6]", momentum="[0.0, 0.9]")
+    spec = load_study(path)
+    sequential = run_study(spec, out_dir=tmp_path / "seq", backend="sequential", console=quiet())
+    vectorized = run_study(spec, out_dir=tmp_path / "vec", backend="auto", console=quiet())
+    assert sequential["backend"] == "sequential" and vectorized["backend"] == "vectorized"
+    for one, other in zip(sequential["runs"], vectorized["runs"]):
+        assert one["id"] == other["id"] and one["status"] == other["status"]
+        if one["status"] == "ok":
+            assert abs(one["val_accuracy"] - other["val_accuracy"]) <= 0.02
+            losses = [
+                [float(row.split(",")[2]) for row in (tmp_path / folder / "metrics" / f"{one['id']}.csv").read_text().splitlines()[1:]]
+                for folder in ("seq", "vec")
+            ]
+            # float32, 2 epochs: stacked matmuls round differently from one model's.
+            assert losses[0] == pytest.approx(losses[1], rel=1e-4, abs=1e-5)
+        else:
+            assert one["diverged_at_iteration"] == other["diverged_at_iteration"]
+    assert vectorized["selected"]["config_id"] == sequential["selected"]["config_id"]
+
+
+def test_paired_and_torch_runs_are_never_stacked(tmp_path):
+    spec = load_study(write_study(tmp_path, implementation="both", lr="[0.05, 0.2]", epochs=1))
+    summary = run_study(spec, out_dir=tmp_path / "out", backend="auto", console=quiet())
+    assert summary["backend"] == "sequential"
+    assert [pair["max_loss_difference"] for pair in summary["pairs"]] == [0.0, 0.0]

@@ -1,44 +1,81 @@
 """Backends: who trains the jobs of a study, and in what groups.
 
-``sequential`` trains one job after another in this process; ``ray`` makes
-each job a Ray task (``gdlab.study.ray_backend``). Every backend
-hands each finished job's outcomes to ``on_done`` as soon as it has them, so
-the study folder is written run by run and an interruption loses at most the
-jobs in flight.
+``sequential`` trains one job after another in this process. ``vectorized``
+does too, but first gathers the runs that share a model shape, a seed (hence
+the initialization and the batch order) and the rule's flags into one
+stacked job, trained as one model (``gdlab.train.fit_stacked``); ``auto``
+picks it when some job would stack two runs or more. ``ray`` makes each job a
+Ray task (``gdlab.study.ray_backend``). Every backend hands each finished
+job's outcomes to ``on_done`` as soon as it has them, so the study folder is
+written run by run and an interruption loses at most the jobs in flight.
 """
 
 from collections.abc import Callable
 
 from gdlab.errors import GdlabError
-from gdlab.study.execute import Job, RunOutcome, run_job
+from gdlab.study.execute import Job, RunOutcome, data_for, run_job
+from gdlab.study.problem import build_model
 from gdlab.study.search import RunPlan
+from gdlab.train import supports_stacking
 
-BACKENDS = ("auto", "sequential", "ray")
+BACKENDS = ("auto", "sequential", "vectorized", "ray")
 
 OnDone = Callable[[list[RunOutcome]], None]
 
 
-def make_jobs(plans: list[RunPlan]) -> list[Job]:
-    """One job per run, except scratch/torch pairs, which must train together."""
-    jobs, waiting = [], {}
+def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:
+    """One job per run, except scratch/torch pairs, which must train together,
+    and (``stack``) runs that can train as one stacked model."""
+    jobs, waiting, stacks = [], {}, {}
     for plan in plans:
-        if plan.settings.optimizer.implementation != "both":
-            jobs.append(Job("single", (plan,)))
-            continue
-        key = (plan.configuration.id, plan.seed)
-        if key in waiting:
-            first = waiting.pop(key)
-            jobs.append(Job("pair", (first, plan) if first.implementation == "scratch" else (plan, first)))
+        if plan.settings.optimizer.implementation == "both":
+            key = (plan.configuration.id, plan.seed)
+            if key in waiting:
+                first = waiting.pop(key)
+                jobs.append(Job("pair", (first, plan) if first.implementation == "scratch" else (plan, first)))
+            else:
+                waiting[key] = plan
+        elif stack and plan.implementation == "scratch" and _stackable(plan):
+            stacks.setdefault(_stack_key(plan), []).append(plan)
         else:
-            waiting[key] = plan
+            jobs.append(Job("single", (plan,)))
+    for members in stacks.values():
+        jobs.append(Job("stacked" if len(members) > 1 else "single", tuple(members)))
     # The runner always hands over both halves of a pair; a lone half trains alone.
     return jobs + [Job("single", (plan,)) for plan in waiting.values()]
 
 
-def resolve_backend(name: str, jobs: list[Job]) -> str:
-    if name not in BACKENDS:
-        raise GdlabError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return "sequential" if name == "auto" else name
+def _stack_key(plan: RunPlan) -> tuple:
+    """What stacked runs must share: everything but the rule's numeric hyperparameters."""
+    settings = plan.settings
+    flags = sorted(
+        (key, value) for key, value in settings.optimizer.hyperparameters().items() if isinstance(value, bool)
+    )
+    return (
+        plan.seed,
+        settings.data.model_dump_json(),
+        settings.model.model_dump_json(),
+        settings.train.model_dump_json(),
+        settings.optimizer.name,
+        tuple(flags),
+    )
+
+
+def _stackable(plan: RunPlan) -> bool:
+    data = data_for(plan)
+    return supports_stacking(build_model(plan.settings.model, data.input_shape, data.num_classes))
+
+
+def plan_jobs(plans: list[RunPlan], backend: str) -> tuple[str, list[Job]]:
+    """The backend to use (``auto`` resolved) and the jobs it trains."""
+    if backend not in BACKENDS:
+        raise GdlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend in ("auto", "vectorized"):
+        jobs = make_jobs(plans, stack=True)
+        if backend == "vectorized" or any(job.kind == "stacked" for job in jobs):
+            return "vectorized", jobs
+        return "sequential", jobs
+    return backend, make_jobs(plans)
 
 
 def run_sequential(jobs: list[Job], on_done: OnDone) -> None:

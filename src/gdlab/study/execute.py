@@ -1,8 +1,10 @@
-"""Training the runs of a study: one at a time, or a scratch/torch pair from one start.
+"""Training the runs of a study: one at a time, a scratch/torch pair from one start, or stacked.
 
-A *job* is the unit a backend hands out: a single run, or a pair that must
-share its initialization and batch order (``implementation = "both"``),. ``run_job`` is a plain function of picklable
-inputs so that the sequential, vectorized and Ray backends all call it.
+A *job* is the unit a backend hands out: a single run, a pair that must
+share its initialization and batch order (``implementation = "both"``), or
+runs that differ only in the rule's numbers, trained as one stacked model.
+``run_job`` is a plain function of picklable inputs so that the sequential,
+vectorized and Ray backends all call it.
 """
 
 import copy
@@ -17,17 +19,18 @@ from gdlab.study.problem import (
     build_optimizer,
     build_scheduler,
     eval_loader,
+    lr_factors,
     prepare_data,
     resolve_device,
     train_loader,
 )
 from gdlab.study.search import RunPlan
-from gdlab.train import History, evaluate, fit, get_loss
+from gdlab.train import History, evaluate, fit, fit_stacked, get_loss
 
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "single" | "pair"
+    kind: str  # "single" | "pair" | "stacked"
     plans: tuple[RunPlan, ...]
 
 
@@ -106,6 +109,23 @@ def run_pair(scratch: RunPlan, reference: RunPlan, data: PreparedData) -> list[R
     return outcomes
 
 
+def run_stacked(plans: list[RunPlan], data: PreparedData) -> list[RunOutcome]:
+    """Runs that differ only in the rule's numbers, trained as one stacked model on one batch order."""
+    train = plans[0].settings.train
+    models = [new_model(plan, data) for plan in plans]
+    histories = fit_stacked(
+        models,
+        plans[0].settings.optimizer.name,
+        [plan.settings.optimizer.hyperparameters() for plan in plans],
+        train_loader(data, train, plans[0].seed),
+        epochs=train.epochs,
+        loss_fn=get_loss(train.loss),
+        val_loader=eval_loader(data.val_x, data.val_y),
+        lr_factors=lr_factors(train),
+    )
+    return [finish_run(plan, model, history, data) for plan, model, history in zip(plans, models, histories)]
+
+
 def test_metrics(plan: RunPlan, state_dict: dict) -> dict:
     """A finished run's model, rebuilt from its saved parameters, on the test set."""
     data = data_for(plan)
@@ -118,4 +138,6 @@ def run_job(job: Job) -> list[RunOutcome]:
     data = data_for(job.plans[0])
     if job.kind == "pair":
         return run_pair(job.plans[0], job.plans[1], data)
+    if job.kind == "stacked":
+        return run_stacked(list(job.plans), data)
     return [train_run(plan, data) for plan in job.plans]

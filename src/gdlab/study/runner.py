@@ -17,7 +17,7 @@ from rich.console import Console
 
 import gdlab
 from gdlab.errors import GdlabError
-from gdlab.study.backends import make_jobs, resolve_backend, run_jobs
+from gdlab.study.backends import plan_jobs, run_jobs
 from gdlab.study.execute import RunOutcome, data_for, test_metrics
 from gdlab.study.records import StudyFolder, json_safe, write_json
 from gdlab.study.search import RunPlan, plan_runs
@@ -102,8 +102,7 @@ def run_study(
     if study.source and Path(study.source).is_file():
         folder.save_spec(Path(study.source).read_text())
 
-    jobs = make_jobs(pending)
-    backend = resolve_backend(backend, jobs)
+    backend, jobs = plan_jobs(pending, backend)
     console.print(
         f"study [bold]{study.name}[/bold]: {len(plans)} runs ({len(pending)} to train) "
         f"on backend {backend} -> {folder.root}"

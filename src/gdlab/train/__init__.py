@@ -1,7 +1,20 @@
-"""Training: ``fit`` (records every iteration), ``evaluate``, the History it returns, named losses."""
+"""Training: ``fit`` (records every iteration), ``evaluate``, the History it returns, named losses;
+``fit_stacked`` trains many configurations of one model at once."""
 
 from gdlab.train.history import STATUS_DIVERGED, STATUS_OK, History
 from gdlab.train.loop import evaluate, fit
 from gdlab.train.losses import LOSSES, get_loss
+from gdlab.train.stacked import fit_stacked
+from gdlab.train.stacked_models import supports_stacking
 
-__all__ = ["LOSSES", "STATUS_DIVERGED", "STATUS_OK", "History", "evaluate", "fit", "get_loss"]
+__all__ = [
+    "LOSSES",
+    "STATUS_DIVERGED",
+    "STATUS_OK",
+    "History",
+    "evaluate",
+    "fit",
+    "fit_stacked",
+    "get_loss",
+    "supports_stacking",
+]
