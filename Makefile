@@ -31,7 +31,7 @@ demo: setup
 	$(VENV)/bin/gdlab run --out runs/demo
 
 test: setup
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 verify: setup
 	$(VENV)/bin/gdlab verify
