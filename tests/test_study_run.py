@@ -135,7 +135,7 @@ def test_existing_study_folder_is_not_overwritten_without_resume(tmp_path):
 def test_interrupted_study_resumes_to_the_same_summary(tmp_path):
     path = write_study(tmp_path, seeds=2, lr="[0.05, 0.2]", momentum="[0.0, 0.9]")
     spec = load_study(path)
-    whole = run_study(spec, out_dir=tmp_path / "whole", console=quiet())
+    whole = run_study(spec, out_dir=tmp_path / "whole", backend="sequential", console=quiet())
 
     finished = []
 
@@ -145,7 +145,7 @@ def test_interrupted_study_resumes_to_the_same_summary(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(StudyInterrupted, match="3 of 8 runs complete.*--resume"):
-        run_study(spec, out_dir=tmp_path / "cut", console=quiet(), on_outcome=stop_after_three)
+        run_study(spec, out_dir=tmp_path / "cut", backend="sequential", console=quiet(), on_outcome=stop_after_three)
     assert not (tmp_path / "cut" / "summary.json").exists()
 
     # One saved record half-written, one corrupted: both must be redone, not trusted.
@@ -157,8 +157,25 @@ def test_interrupted_study_resumes_to_the_same_summary(tmp_path):
     lines = []
     console = Console(file=open(os.devnull, "w"))
     console.print = lambda *args, **kwargs: lines.append(" ".join(map(str, args)))
-    resumed = run_study(spec, out_dir=tmp_path / "cut", resume=True, console=console)
+    resumed = run_study(spec, out_dir=tmp_path / "cut", backend="sequential", resume=True, console=console)
     assert "resumed: 1 of 8 runs already complete" in lines
+    assert comparable(resumed) == comparable(whole)
+
+
+def test_interrupted_vectorized_study_resumes_to_the_same_summary(tmp_path):
+    spec = load_study(write_study(tmp_path, seeds=3, lr="[0.05, 0.2]", momentum="[0.0, 0.9]"))
+    whole = run_study(spec, out_dir=tmp_path / "whole", console=quiet())
+    assert whole["backend"] == "vectorized"
+
+    def stop_at_once(outcome):
+        raise KeyboardInterrupt
+
+    # Stopped while the first stacked group (one seed, four runs) is being handed over:
+    # the whole group is on disk, never part of it.
+    with pytest.raises(StudyInterrupted, match="4 of 12 runs complete"):
+        run_study(spec, out_dir=tmp_path / "cut", console=quiet(), on_outcome=stop_at_once)
+    assert len(list((tmp_path / "cut" / "runs").glob("*.json"))) == 4
+    resumed = run_study(spec, out_dir=tmp_path / "cut", resume=True, console=quiet())
     assert comparable(resumed) == comparable(whole)
 
 

@@ -6,6 +6,7 @@ whose records are missing or unreadable, and prints
 ``resumed: K of N runs already complete``.
 """
 
+import contextlib
 import datetime
 import platform
 import signal
@@ -54,6 +55,21 @@ class _TerminateAsInterrupt:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
         return False
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM until the block is done (they are delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no signal masks here: save unprotected
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _run_line(done: int, total: int, record: dict) -> str:
@@ -109,10 +125,14 @@ def run_study(
     )
 
     def on_done(outcomes: list[RunOutcome]) -> None:
-        for outcome in outcomes:
-            record = folder.save_run(outcome)
+        # A job's runs are saved together: a stacked group trained together is
+        # resumed together, never half from disk and half retrained.
+        with _signals_held():
+            saved = [(outcome, folder.save_run(outcome)) for outcome in outcomes]
+        for outcome, record in saved:
             records[outcome.plan.id] = record
             histories[outcome.plan.id] = outcome.history
+        for outcome, record in saved:
             console.print(_run_line(len(records), len(plans), record), highlight=False, soft_wrap=True)
             if on_outcome is not None:
                 on_outcome(outcome)
