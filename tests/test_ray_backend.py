@@ -260,7 +260,7 @@ def test_ctrl_c_stops_the_cli_and_its_own_cluster_and_resume_joins_ray_address(c
                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     resumed = subprocess.run(
         [sys.executable, "-m", "gdlab.cli", "run", str(path), "--out", str(out), "--resume", "--backend", "ray"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env=joining,
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=joining,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resumed: {done} of 6 runs already complete" in resumed.stdout

@@ -99,9 +99,8 @@ def _signals_held(*numbers: int):
 
     ``ray.init`` installs its own SIGTERM handler, which exits at once; the
     runner's (SIGTERM as KeyboardInterrupt, so that a stopped study says how to
-    resume it) must be back before training starts. Holding SIGINT too keeps
-    Ctrl-C from cutting a starting cluster short: half-started, it leaves Ray's
-    agents running for a minute; started, it shuts down whole.
+    resume it) must be back before training starts. (Ctrl-C during a local
+    start is blocked instead, by ``_ctrl_c_kept_from_cluster``.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; nothing to hold
@@ -115,6 +114,26 @@ def _signals_held(*numbers: int):
             signal.signal(number, handler)
     if received:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _ctrl_c_kept_from_cluster():
+    """Block SIGINT while Ray starts the cluster's processes; they keep the block.
+
+    A terminal's Ctrl-C goes to the whole process group, Ray's daemons and
+    workers included: killed by it, they took the driver down with them (exit 1
+    and a C++ trace, no resume hint). A blocked signal mask survives fork and
+    exec, so the cluster's processes never see Ctrl-C; this driver receives it
+    as soon as the block ends, then cancels the tasks and shuts the cluster down.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def connect(ray) -> bool:
@@ -134,7 +153,7 @@ def connect(ray) -> bool:
                     logging_level=logging.ERROR,
                 )
         else:
-            with _signals_held(signal.SIGINT, signal.SIGTERM), _loopback_only():
+            with _ctrl_c_kept_from_cluster(), _signals_held(signal.SIGTERM), _loopback_only():
                 ray.init(
                     address="local",
                     num_cpus=os.cpu_count(),
