@@ -84,7 +84,7 @@ def sgd(
             else:
                 _scaled_add_(buf.mul_(momentum), grad, _new_gradient_weight(momentum, dampening))
             grad = _scaled_add(grad, buf, momentum) if nesterov else buf
-        _scaled_add_(param, grad, -lr)
+        _scaled_sub_(param, grad, lr)
 
 
 def adam(
@@ -225,7 +225,7 @@ def rmsprop(
         if _runs(momentum):
             buf = momentum_buffers[i]
             buf.mul_(momentum).addcdiv_(grad, scale)
-            _scaled_add_(param, buf, -lr)
+            _scaled_sub_(param, buf, lr)
         else:
             _scaled_addcdiv_(param, grad, scale, -lr)
 
@@ -292,8 +292,9 @@ def _new_gradient_weight(momentum: Hyperparameter, dampening: Hyperparameter) ->
     path always keeps a buffer, so a configuration whose momentum is 0 must
     weigh its gradient by 1 for the buffer to equal the plain gradient.
     """
-    if isinstance(momentum, Tensor):
+    if isinstance(momentum, Tensor) and _runs(dampening):
         return 1 - dampening * (momentum != 0).to(momentum.dtype)
+    # A float dampening of 0 weighs every configuration's gradient by exactly 1.
     return 1 - dampening
 
 
@@ -341,6 +342,13 @@ def _scaled_add_(x: Tensor, y: Tensor, alpha: Hyperparameter) -> Tensor:
     if isinstance(alpha, Tensor):
         return x.addcmul_(y, alpha)
     return x.add_(y, alpha=alpha)
+
+
+def _scaled_sub_(x: Tensor, y: Tensor, alpha: Hyperparameter) -> Tensor:
+    """x <- x - alpha * y; for a tensor alpha without building -alpha (a sign flip is exact)."""
+    if isinstance(alpha, Tensor):
+        return x.addcmul_(y, alpha, value=-1)
+    return x.add_(y, alpha=-alpha)
 
 
 def _scaled_addcmul_(x: Tensor, a: Tensor, b: Tensor, alpha: Hyperparameter) -> Tensor:
