@@ -1,19 +1,18 @@
 """One epoch of the 784-100-100-10 MLP: gdlab's data path and loop vs the course notebooks' pipeline.
 
-Both sides train the same network (SGD, lr 0.01, momentum 0.9, batch 128) on
+All sides train the same network (SGD, lr 0.01, momentum 0.9, batch 128) on
 the same 60,000 MNIST-shaped images (the real Fashion-MNIST training set when
 it is installed, else random pixels; the output says which):
 
-- reference: a per-sample ``Dataset`` whose ``__getitem__`` turns one uint8
-  image into a normalized float tensor, ``DataLoader(batch_size=128,
-  shuffle=True)``, and the usual zero_grad / forward / loss / backward / step
-  loop with ``torch.optim.SGD``;
+- reference, course and lean (see ``harness.py``): a per-sample ``Dataset``,
+  ``DataLoader(batch_size=128, shuffle=True)``, the usual zero_grad / forward
+  / loss / backward / step loop with ``torch.optim.SGD``;
 - gdlab: the images normalized once into one tensor, ``TensorLoader`` index
   slices, ``gdlab.train.fit`` with ``gdlab.optim.SGD``.
 
-Rounds alternate which side goes first; the median over rounds is reported,
-with the ratio and the fraction of this machine's measured matmul rate that
-each side reaches. Then, in a fresh process, peak memory after 1 and after 30
+Rounds rotate which side goes first; the median over rounds is reported, with
+the ratios and the fraction of this machine's measured matmul rate that each
+side reaches. Then, in a fresh process, peak memory after 1 and after 30
 epochs of gdlab training.
 
     .venv/bin/python benchmarks/bench_epoch.py [--rounds 3] [--memory-epochs 30]
@@ -27,57 +26,23 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 import gdlab
 from gdlab.data import TensorLoader, channel_stats, normalize
 from gdlab.models import MLP
 from gdlab.train import fit
+from harness import BATCH_SIZE, REFERENCES, SIZES, matmul_rate, mnist_shaped_images, reference_training, training_flops
 
-SIZES = [784, 100, 100, 10]
-BATCH_SIZE = 128
 LR, MOMENTUM = 0.01, 0.9
 
 
-def mnist_shaped_images() -> tuple[torch.Tensor, torch.Tensor, str]:
-    try:
-        dataset = gdlab.data.load("fashion-mnist")
-        return dataset.train.x, dataset.train.y, f"Fashion-MNIST train set ({dataset.source})"
-    except gdlab.errors.GdlabError:
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randint(0, 256, (60_000, 1, 28, 28), dtype=torch.uint8, generator=generator)
-        y = torch.randint(0, 10, (60_000,), generator=generator)
-        return x, y, "random uint8 pixels (Fashion-MNIST not installed)"
-
-
-class PerSampleDataset(torch.utils.data.Dataset):
-    """The notebooks' pipeline: each image converted and normalized on its own, when asked for."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float):
-        self.images, self.labels, self.mean, self.std = images, labels, mean, std
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        image = torch.from_numpy(self.images[index]).float().div(255.0)
-        return (image - self.mean) / self.std, int(self.labels[index])
-
-
-def reference_epoch(images: np.ndarray, labels: np.ndarray, mean: float, std: float, seed: int) -> float:
+def reference_epoch(dataset, seed: int) -> float:
     torch.manual_seed(seed)
     model = MLP(SIZES)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loader = torch.utils.data.DataLoader(PerSampleDataset(images, labels, mean, std), batch_size=BATCH_SIZE, shuffle=True)
     started = time.perf_counter()
-    for x, y in loader:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        loss.item()
+    reference_training(model, optimizer, dataset)
     return time.perf_counter() - started
 
 
@@ -89,24 +54,6 @@ def gdlab_epoch(x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
     started = time.perf_counter()
     fit(model, optimizer, loader, epochs=1)
     return time.perf_counter() - started
-
-
-def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul rate in FLOP/s: this machine's practical ceiling."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
-
-
-def epoch_flops(samples: int) -> float:
-    """Forward 2 FLOPs per weight per sample, backward twice that: 6 x weights x samples."""
-    weights = sum(fan_in * fan_out for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]))
-    return 6 * weights * samples
 
 
 def peak_rss_mib() -> float:
@@ -142,29 +89,34 @@ def main() -> None:
     images, labels, source = mnist_shaped_images()
     mean, std = channel_stats(images)
     x = normalize(images, mean, std)
-    images_np, labels_np = images.squeeze(1).numpy(), labels.numpy()
+    datasets = {name: cls(images, labels, mean[0], std[0]) for name, cls in REFERENCES.items()}
     print(f"data: {source}, {len(labels)} images; torch {torch.__version__}, {torch.get_num_threads()} threads")
     rate = matmul_rate()
-    print(f"measured matmul rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048x2048)")
 
-    reference_times, gdlab_times = [], []
+    sides = {f"reference ({name})": (lambda d: lambda seed: reference_epoch(d, seed))(d) for name, d in datasets.items()}
+    sides["gdlab"] = lambda seed: gdlab_epoch(x, labels, seed)
+    names = list(sides)
+    times = {name: [] for name in names}
     for round_index in range(args.rounds):
-        sides = [("reference", lambda: reference_epoch(images_np, labels_np, mean[0], std[0], round_index)),
-                 ("gdlab", lambda: gdlab_epoch(x, labels, round_index))]
-        if round_index % 2:
-            sides.reverse()
-        for name, run in sides:
-            seconds = run()
-            (reference_times if name == "reference" else gdlab_times).append(seconds)
-            print(f"  round {round_index + 1}: {name:9s} {seconds:6.2f} s")
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = sides[name](round_index)
+            times[name].append(seconds)
+            print(f"  round {round_index + 1}: {name:18s} {seconds:6.2f} s", flush=True)
+        # Other processes can slow a measurement down, none can speed it up: keep the best rate.
+        rate = max(rate, matmul_rate())
 
-    flops = epoch_flops(len(labels))
-    reference, ours = statistics.median(reference_times), statistics.median(gdlab_times)
+    flops = training_flops(len(labels))
+    median = {name: statistics.median(values) for name, values in times.items()}
     print()
-    print(f"{'pipeline':10s} {'epoch (median)':>15s} {'of FLOP limit':>14s}")
-    for name, seconds in (("reference", reference), ("gdlab", ours)):
-        print(f"{name:10s} {seconds:13.2f} s {flops / seconds / rate:13.1%}")
-    print(f"speed-up: gdlab is {reference / ours:.1f}x faster than the reference pipeline (target >= 4x)")
+    print(f"matmul rate {rate / 1e9:.1f} GFLOP/s (float32 2048x2048, best of every round); "
+          f"one epoch's matmuls: {flops / 1e9:.1f} GFLOP, {flops / rate:.2f} s at that rate")
+    print(f"{'pipeline':18s} {'epoch (median)':>15s} {'of matmul rate':>15s}")
+    for name in names:
+        print(f"{name:18s} {median[name]:13.2f} s {flops / median[name] / rate:14.1%}")
+    for name in datasets:
+        reference = f"reference ({name})"
+        print(f"RATIO gdlab vs {reference}: {median[reference] / median['gdlab']:.1f}x faster (target >= 4x)")
 
     probe = subprocess.run(
         [sys.executable, __file__, "--memory-probe", str(args.memory_epochs)],

@@ -10,11 +10,11 @@ every configuration from the same initialization:
   stacked model over one ``TensorLoader`` (one batch order for all);
 - sequential: one ``gdlab.train.fit`` per configuration, ``gdlab.optim.SGD``,
   each over a ``TensorLoader`` with the same seed (the same batches);
-- reference: one run per configuration of the course notebooks' pipeline, a
-  per-sample ``Dataset`` whose ``__getitem__`` turns one uint8 image into a
-  normalized float tensor, ``DataLoader(batch_size=128, shuffle=True)``, and
-  the usual zero_grad / forward / loss / backward / step loop with
-  ``torch.optim.SGD``.
+- reference: one run per configuration of a per-sample pipeline (``harness.py``:
+  ``course`` is torchvision's MNIST item with ToTensor and Normalize, as the
+  notebooks run it; ``lean`` the least per-sample work), a
+  ``DataLoader(batch_size=128, shuffle=True)``, and the usual zero_grad /
+  forward / loss / backward / step loop with ``torch.optim.SGD``.
 
 Each round runs the three in a rotated order; the median and the fastest
 round are reported with the ratios (of medians, and of fastest rounds), the
@@ -30,18 +30,14 @@ import copy
 import statistics
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 import gdlab
 from gdlab.data import TensorLoader, channel_stats, normalize
 from gdlab.models import MLP
-from gdlab.train import fit
-from gdlab.train.stacked import fit_stacked
+from gdlab.train import fit, fit_stacked
+from harness import BATCH_SIZE, REFERENCES, SIZES, matmul_rate, mnist_shaped_images, reference_training, training_flops
 
-SIZES = [784, 100, 100, 10]
-BATCH_SIZE = 128
 # (lr, momentum, weight decay) of the course report's sweep
 COURSE_SETTINGS = [
     (0.01, 0.0, 0.0),
@@ -55,31 +51,6 @@ COURSE_SETTINGS = [
     (0.1, 0.9, 0.001),
     (0.9, 0.9, 0.01),
 ]
-
-
-def mnist_shaped_images() -> tuple[torch.Tensor, torch.Tensor, str]:
-    try:
-        dataset = gdlab.data.load("fashion-mnist")
-        return dataset.train.x, dataset.train.y, f"Fashion-MNIST train set ({dataset.source})"
-    except gdlab.errors.GdlabError:
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randint(0, 256, (60_000, 1, 28, 28), dtype=torch.uint8, generator=generator)
-        y = torch.randint(0, 10, (60_000,), generator=generator)
-        return x, y, "random uint8 pixels (Fashion-MNIST not installed)"
-
-
-class PerSampleDataset(torch.utils.data.Dataset):
-    """The notebooks' pipeline: each image converted and normalized on its own, when asked for."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float):
-        self.images, self.labels, self.mean, self.std = images, labels, mean, std
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        image = torch.from_numpy(self.images[index]).float().div(255.0)
-        return (image - self.mean) / self.std, int(self.labels[index])
 
 
 def hyperparameters(settings) -> list[dict]:
@@ -114,35 +85,8 @@ def run_reference(models, configurations, dataset, epochs, seed):
     for model, configuration in zip(copy.deepcopy(models), configurations):
         torch.manual_seed(seed)
         optimizer = torch.optim.SGD(model.parameters(), **configuration)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
-        for _ in range(epochs):
-            for images, labels in loader:
-                optimizer.zero_grad()
-                loss = F.cross_entropy(model(images), labels)
-                loss.backward()
-                optimizer.step()
-                loss.item()
+        reference_training(model, optimizer, dataset, epochs)
     return time.perf_counter() - started, None
-
-
-def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 matmul rate in FLOP/s: this machine's practical ceiling."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
-
-
-def training_flops(samples: int, configurations: int, epochs: int) -> float:
-    """FLOPs of the matmuls: per weight and sample, 2 forward, 2 for the weight gradient and 2
-    for the input gradient, except in the first layer, whose input (the images) needs none."""
-    first = SIZES[0] * SIZES[1]
-    later = sum(fan_in * fan_out for fan_in, fan_out in zip(SIZES[1:-1], SIZES[2:]))
-    return (4 * first + 6 * later) * samples * configurations * epochs
 
 
 def loss_agreement(stacked, sequential, early: int = 50) -> tuple[float, float]:
@@ -181,7 +125,6 @@ def main() -> None:
     images, labels, source = mnist_shaped_images()
     mean, std = channel_stats(images)
     x = normalize(images, mean, std)
-    dataset = PerSampleDataset(images.squeeze(1).numpy(), labels.numpy(), mean[0], std[0])
     configurations = hyperparameters(COURSE_SETTINGS[: args.configs])
     models = initial_models(len(configurations), args.seed)
     print(
@@ -195,7 +138,9 @@ def main() -> None:
         "sequential": lambda: run_sequential(models, configurations, x, labels, args.epochs, args.seed),
     }
     if not args.skip_reference:
-        ways["reference"] = lambda: run_reference(models, configurations, dataset, args.epochs, args.seed)
+        for name, cls in REFERENCES.items():
+            dataset = cls(images, labels, mean[0], std[0])
+            ways[f"ref-{name}"] = (lambda d: lambda: run_reference(models, configurations, d, args.epochs, args.seed))(dataset)
     names = list(ways)
     times = {name: [] for name in names}
     histories = {}
@@ -204,7 +149,7 @@ def main() -> None:
         for name in order:
             seconds, histories[name] = ways[name]()
             times[name].append(seconds)
-            print(f"  round {round_index + 1}: {name:10s} {seconds:7.2f} s", flush=True)
+            print(f"  round {round_index + 1}: {name:12s} {seconds:7.2f} s", flush=True)
         # Other processes can slow any one measurement down, none can speed it up: keep the best.
         rate = max(rate, matmul_rate())
 
@@ -216,11 +161,11 @@ def main() -> None:
         f"matmul rate: {rate / 1e9:.1f} GFLOP/s (float32 2048x2048, best of every round); the matmuls of "
         f"this training need {flops / 1e9:.0f} GFLOP, {flops / rate:.2f} s at that rate: a floor for every way"
     )
-    print(f"{'way':11s} {'median':>9s} {'fastest':>9s} {'per config':>11s} {'of matmul rate':>15s}")
+    print(f"{'way':12s} {'median':>9s} {'fastest':>9s} {'per config':>11s} {'of matmul rate':>15s}")
     for name in names:
         seconds = median[name]
         print(
-            f"{name:11s} {seconds:7.2f} s {fastest[name]:7.2f} s {seconds / len(configurations):9.2f} s "
+            f"{name:12s} {seconds:7.2f} s {fastest[name]:7.2f} s {seconds / len(configurations):9.2f} s "
             f"{flops / seconds / rate:14.1%}"
         )
     print()
@@ -229,9 +174,10 @@ def main() -> None:
         return f"{median[slow] / median[fast]:.2f}x faster (fastest rounds: {fastest[slow] / fastest[fast]:.2f}x)"
 
     print(f"RATIO vectorized vs sequential: {ratio('sequential', 'vectorized')}; target >= 2x")
-    if "reference" in median:
-        print(f"RATIO vectorized vs reference:  {ratio('reference', 'vectorized')}; target >= 10x")
-        print(f"RATIO sequential vs reference:  {ratio('reference', 'sequential')}")
+    for name in REFERENCES:
+        if f"ref-{name}" in median:
+            print(f"RATIO vectorized vs reference ({name}): {ratio(f'ref-{name}', 'vectorized')}; target >= 10x")
+            print(f"RATIO sequential vs reference ({name}): {ratio(f'ref-{name}', 'sequential')}")
     early, epoch = loss_agreement(histories["vectorized"], histories["sequential"])
     print(
         f"vectorized vs sequential losses (largest relative difference, runs that did not diverge): "
