@@ -132,8 +132,8 @@ def run_study(
         for outcome, record in saved:
             records[outcome.plan.id] = record
             histories[outcome.plan.id] = outcome.history
-        for outcome, record in saved:
-            console.print(_run_line(len(records), len(plans), record), highlight=False, soft_wrap=True)
+        for position, (outcome, record) in enumerate(saved, start=len(records) - len(saved) + 1):
+            console.print(_run_line(position, len(plans), record), highlight=False, soft_wrap=True)
             if on_outcome is not None:
                 on_outcome(outcome)
 
