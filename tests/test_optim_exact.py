@@ -21,14 +21,6 @@ import gdlab.optim
 from gdlab.models import MLP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: a second intra-op thread only waits on other
-    work sharing the cores (3-10x slower when they are busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 STEPS = 64
 DTYPES = [torch.float32, torch.float64]

@@ -10,14 +10,6 @@ from gdlab.optim import functional
 from gdlab.optim.functional import TENSOR_PATH_RTOL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: a second intra-op thread only waits on other
-    work sharing the cores (3-10x slower when they are busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 SHAPES = [(6, 5), (6,)]
 K = 4

@@ -6,7 +6,6 @@ others) and fed identically to both optimizers; several parameter shapes,
 including a scalar.
 """
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,14 +13,6 @@ from hypothesis import strategies as st
 import gdlab.optim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: a second intra-op thread only waits on other
-    work sharing the cores (3-10x slower when they are busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 SHAPES = [(4, 3), (3,), (2, 2, 2), ()]
 PROPERTY_SETTINGS = settings(max_examples=30, deadline=None)

@@ -35,13 +35,6 @@ from gdlab.train.stacked import (
 )
 from gdlab.train.stacked_models import stack_parameters, stacked_model, supports_stacking
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second thread only adds waiting, which on a busy machine costs seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 LOSS_RTOL = {torch.float64: 1e-11, torch.float32: 1e-5}
