@@ -22,7 +22,6 @@ should not wait a second or two for torch.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from gdlab.threads import one_thread
 
 if TYPE_CHECKING:
     import torch
@@ -140,18 +141,6 @@ def rule_checks() -> list[tuple[str, OptimizerFactory, OptimizerFactory, list[di
     ]
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """The networks here are tiny: a second intra-op thread only waits on the
-    others, and on shared cores it made verify 3-10x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def compare_rule(
@@ -173,7 +162,7 @@ def compare_rule(
     max_difference = 0.0
     first_mismatch = None
     for configuration, dtype in itertools.product(configurations, dtypes):
-        with _one_thread():
+        with one_thread():
             difference, mismatch = _train_side_by_side(scratch, reference, configuration, dtype, steps)
         max_difference = max(max_difference, difference)
         if mismatch is not None and first_mismatch is None:
@@ -288,7 +277,7 @@ def compare_backward(
                 targets = torch.randn(_EXAMPLES, _SIZES[-1], dtype=torch.float64)
             else:
                 targets = torch.randint(0, _SIZES[-1], (_EXAMPLES,))
-        with _one_thread():
+        with one_thread():
             expected = _autograd_gradients(net, inputs, targets, loss)
             with torch.no_grad():
                 predictions = net(inputs)

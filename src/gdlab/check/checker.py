@@ -27,6 +27,7 @@ from gdlab.check.problem import make_problem
 from gdlab.check.report import CheckReport, Divergence
 from gdlab.check.rules import format_hparams, get_rule
 from gdlab.errors import GdlabError
+from gdlab.threads import one_thread
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -54,19 +55,10 @@ def check_training_function(
     `CannotCheck` when the function cannot be called or run to its end, and
     `GdlabError` for hyperparameters torch refuses.
     """
-    with _one_thread():
+    with one_thread():
         return _check(fn, against, hparams, renames, epochs, dtype, seed)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Run on one thread: on a model this small, starting and syncing threads costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _check(fn, against, hparams, renames, epochs, dtype, seed) -> CheckReport:
