@@ -234,18 +234,19 @@ def test_other_losses(loss_fn):
         assert_same_history(history, solo, torch.float64, loss_fn.__name__)
 
 
-def test_lr_factors_match_a_torch_scheduler():
+def test_learning_rates_from_a_torch_scheduler_match_it():
     configurations = [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.03}]
     x, y = make_data(torch.float64)
     models = new_models(2, torch.float64)
-    factors = [1.0, 0.5, 0.25]  # StepLR(step_size=1, gamma=0.5): exact powers of two, as the scheduler computes them
 
     def schedule(optimizer):
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        # Not a multiple of the base rate: eta_min is absolute.
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3, eta_min=0.01)
 
     solo_histories, _ = solo_runs(models, "sgd", configurations, x, y, epochs=3, schedule=schedule)
+    rates = [list(epoch_rates) for epoch_rates in zip(*(solo.epoch_learning_rate for solo in solo_histories))]
     train, val = loaders(x, y)
-    histories = fit_stacked(copy.deepcopy(models), "sgd", configurations, train, 3, val_loader=val, lr_factors=factors)
+    histories = fit_stacked(copy.deepcopy(models), "sgd", configurations, train, 3, val_loader=val, learning_rates=rates)
     for history, solo in zip(histories, solo_histories):
         assert history.epoch_learning_rate == solo.epoch_learning_rate
         assert_same_history(history, solo, torch.float64, "schedule")
@@ -443,8 +444,10 @@ def test_bad_models_and_arguments():
         fit_stacked([MLP([20, 8, 4]), MLP([20, 8, 4]).double()], "sgd", [{"lr": 0.1}] * 2, train)
     with pytest.raises(GdlabError, match=r"models\[1\] differs"):
         fit_stacked([MLP([20, 8, 4]), MLP([20, 8, 4], activation="tanh")], "sgd", [{"lr": 0.1}] * 2, train)
-    with pytest.raises(GdlabError, match="lr_factors has 1 values for 2 epochs"):
-        fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, train, 2, lr_factors=[1.0])
+    with pytest.raises(GdlabError, match="learning_rates has 1 epochs of rates for 2 epochs"):
+        fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, train, 2, learning_rates=[[0.1, 0.1]])
+    with pytest.raises(GdlabError, match=r"learning_rates\[0\] has 1 rates for 2 models"):
+        fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, train, 1, learning_rates=[[0.1]])
     with pytest.raises(GdlabError, match="no batches"):
         fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, [], 1)
     with pytest.raises(GdlabError, match="at least one model"):

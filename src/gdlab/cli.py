@@ -20,7 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+
+def _console() -> Console:
+    # Made when a command runs, not at import, so it sizes itself to the terminal it prints to.
+    return Console()
 
 QUICKSTART = Path("experiments") / "quickstart.toml"
 
@@ -47,6 +50,7 @@ def run(
     from gdlab.report.tables import selected_lines
     from gdlab.study import StudyInterrupted, load_study, run_study
 
+    console = _console()
     study = load_study(spec or _default_spec())
     try:
         summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console)
@@ -68,6 +72,7 @@ def datasets():
 
     import gdlab.data
 
+    console = _console()
     table = Table(title="datasets")
     table.add_column("name", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -92,7 +97,7 @@ def main() -> None:
     try:
         app()
     except GdlabError as error:
-        console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
+        _console().print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
         raise SystemExit(2) from None
 
 

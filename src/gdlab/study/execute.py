@@ -19,7 +19,7 @@ from gdlab.study.problem import (
     build_optimizer,
     build_scheduler,
     eval_loader,
-    lr_factors,
+    epoch_learning_rates,
     prepare_data,
     resolve_device,
     train_loader,
@@ -113,15 +113,16 @@ def run_stacked(plans: list[RunPlan], data: PreparedData) -> list[RunOutcome]:
     """Runs that differ only in the rule's numbers, trained as one stacked model on one batch order."""
     train = plans[0].settings.train
     models = [new_model(plan, data) for plan in plans]
+    hyperparameters = [plan.settings.optimizer.hyperparameters() for plan in plans]
     histories = fit_stacked(
         models,
         plans[0].settings.optimizer.name,
-        [plan.settings.optimizer.hyperparameters() for plan in plans],
+        hyperparameters,
         train_loader(data, train, plans[0].seed),
         epochs=train.epochs,
         loss_fn=get_loss(train.loss),
         val_loader=eval_loader(data.val_x, data.val_y),
-        lr_factors=lr_factors(train),
+        learning_rates=epoch_learning_rates(train, [settings["lr"] for settings in hyperparameters]),
     )
     return [finish_run(plan, model, history, data) for plan, model, history in zip(plans, models, histories)]
 

@@ -142,18 +142,19 @@ def build_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer):
     return None
 
 
-def lr_factors(spec: TrainSpec) -> list[float] | None:
-    """The schedule as one multiplier per epoch (the learning rate of a base rate of 1)."""
-    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+def epoch_learning_rates(spec: TrainSpec, base_lrs: list[float]) -> list[list[float]] | None:
+    """The learning rate of each of several runs in each epoch under the schedule, as torch's
+    scheduler sets it (one param group per run): for training them stacked."""
+    probe = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in base_lrs])
     scheduler = build_scheduler(spec, probe)
     if scheduler is None:
         return None
-    factors = []
+    rates = []
     for _ in range(spec.epochs):
-        factors.append(probe.param_groups[0]["lr"])
+        rates.append([group["lr"] for group in probe.param_groups])
         probe.step()
         scheduler.step()
-    return factors
+    return rates
 
 
 def train_loader(data: PreparedData, spec: TrainSpec, seed: int) -> TensorLoader:

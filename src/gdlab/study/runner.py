@@ -18,7 +18,7 @@ from rich.console import Console
 
 import gdlab
 from gdlab.errors import GdlabError
-from gdlab.study.backends import plan_jobs, run_jobs
+from gdlab.study.backends import BACKENDS, plan_jobs, run_jobs
 from gdlab.study.execute import RunOutcome, data_for, test_metrics
 from gdlab.study.records import StudyFolder, json_safe, write_json
 from gdlab.study.search import RunPlan, plan_runs
@@ -93,6 +93,8 @@ def run_study(
 ) -> dict:
     """Run ``study`` into ``out_dir`` and return its summary (also written to ``summary.json``)."""
     console = console or Console()
+    if backend not in BACKENDS:
+        raise GdlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     folder = StudyFolder(out_dir or default_out_dir(study))
     if folder.holds_study() and not resume:
         raise GdlabError(

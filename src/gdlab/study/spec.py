@@ -222,10 +222,12 @@ def rule_defaults(rule: str) -> dict[str, Any]:
 
     cls = getattr(gdlab.optim, RULES[rule])
     parameters = inspect.signature(cls.__init__).parameters
+    # The positional-or-keyword arguments are the contract's (DESIGN.md); keyword-only
+    # extras (Adam's decoupled_weight_decay, which AdamW is) are not study settings.
     return {
         name: (None if parameter.default is inspect.Parameter.empty else parameter.default)
         for name, parameter in parameters.items()
-        if name not in ("self", "params")
+        if name not in ("self", "params") and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     }
 
 

@@ -134,7 +134,7 @@ def fit_stacked(
     epochs: int = 1,
     loss_fn: LossFn = F.cross_entropy,
     val_loader: Iterable | None = None,
-    lr_factors: list[float] | None = None,
+    learning_rates: list[list[float]] | None = None,
     on_iteration: IterationCallback | None = None,
     max_members: int | None = None,
 ) -> list[History]:
@@ -146,9 +146,11 @@ def fit_stacked(
     ``"adagrad"``; ``hparams[k]``: member k's keyword arguments of that
     ``gdlab.optim`` class (missing ones take its defaults). Numbers may differ
     between members; the flags (nesterov, amsgrad, centered, maximize) must not.
-    ``loss_fn(scores, labels)`` must average over the batch. ``lr_factors[e]``
-    multiplies every member's learning rate in epoch e (a schedule shared by
-    all; ``gdlab.study`` gets it from a torch scheduler).
+    ``loss_fn(scores, labels)`` must average over the batch. ``learning_rates[e][k]``
+    is member k's learning rate in epoch e (a schedule; ``gdlab.study`` reads
+    them off torch's scheduler, one param group per member, so that any
+    schedule, ``eta_min`` of a cosine included, is torch's exactly); without
+    it every member keeps its ``hparams`` lr.
     ``on_iteration(iteration, {member: loss})`` is called after every step with
     the members that took it. ``max_members`` caps how many train together;
     fewer do when memory is short (``max_members_in_memory``).
@@ -161,13 +163,13 @@ def fit_stacked(
     _check_count("epochs", epochs, minimum=0)
     if max_members is not None:
         _check_count("max_members", max_members, minimum=1)
-    factors = _check_lr_factors(lr_factors, epochs)
+    rates = _check_learning_rates(learning_rates, epochs, [member["lr"] for member in settings])
     batches = _EpochBatches(loader)
     histories = [History() for _ in models]
     pending = list(range(len(models)))
     while pending:
         trained = _train_chunk(
-            models, pending, rule, settings, batches, epochs, loss_fn, val_loader, factors,
+            models, pending, rule, settings, batches, epochs, loss_fn, val_loader, rates,
             on_iteration, max_members, histories,
         )
         pending = pending[len(trained):]
@@ -277,7 +279,7 @@ def available_memory_bytes(device: torch.device) -> int | None:
 
 
 def _train_chunk(
-    models, pending, rule, settings, batches, epochs, loss_fn, val_loader, factors, on_iteration, max_members,
+    models, pending, rule, settings, batches, epochs, loss_fn, val_loader, rates, on_iteration, max_members,
     histories,
 ) -> list[int]:
     started = time.perf_counter()
@@ -292,9 +294,9 @@ def _train_chunk(
             size = _chunk_size(models[pending[0]], rule, [settings[index] for index in pending], max_members, first[0])
             stack = _Stack(models, pending[:size], RULES[rule], settings)
             batches.expect_repeats(size < len(pending))
-        stack.set_lr_factor(factors[epoch])
-        for member, base_lr in zip(stack.members, stack.base_lrs):
-            histories[member].epoch_learning_rate.append(base_lr * factors[epoch])
+        stack.set_learning_rates([rates[epoch][member] for member in stack.members])
+        for member in stack.members:
+            histories[member].epoch_learning_rate.append(rates[epoch][member])
         record = _EpochRecord(stack.members)
         for x, y in itertools.chain([first], epoch_batches):
             batches.mark(y)
@@ -361,7 +363,6 @@ class _Stack:
         self.model = stacked_model(models[members[0]])
         self.rule = rule
         member_settings = [settings[member] for member in members]
-        self.base_lrs = [member["lr"] for member in member_settings]
         self.keywords = self._keywords(member_settings)
         self.state = rule.new_state(self.params, self.keywords, member_settings)
 
@@ -380,8 +381,9 @@ class _Stack:
                 keywords[key] = self._hyperparameter([member[key] for member in settings])
         return keywords
 
-    def set_lr_factor(self, factor: float) -> None:
-        self.keywords["lr"] = self._hyperparameter([base_lr * factor for base_lr in self.base_lrs])
+    def set_learning_rates(self, rates: list[float]) -> None:
+        """Each member's learning rate, in slot order."""
+        self.keywords["lr"] = self._hyperparameter(rates)
 
     def forward(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> tuple[list[float], Tensor]:
         """Every member's loss on (x, y) and its count of correct predictions (on the device);
@@ -421,7 +423,6 @@ class _Stack:
         self.params = [param.index_select(0, index) for param in self.params]
         self.state = tuple([select(value) for value in values] for values in self.state)
         self.keywords = {key: select(value) for key, value in self.keywords.items()}
-        self.base_lrs = [self.base_lrs[slot] for slot in kept]
         self.members = [self.members[slot] for slot in kept]
 
     @torch.no_grad()
@@ -603,18 +604,24 @@ def _check_count(name: str, value, minimum: int) -> None:
         raise GdlabError(f"fit_stacked: {name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_lr_factors(lr_factors: list[float] | None, epochs: int) -> list[float]:
-    if lr_factors is None:
-        return [1.0] * epochs
-    factors = list(lr_factors)
-    if len(factors) < epochs:
+def _check_learning_rates(learning_rates: list[list[float]] | None, epochs: int, base: list[float]) -> list[list[float]]:
+    """Every member's learning rate in every epoch: the given ones, checked, or its own lr throughout."""
+    if learning_rates is None:
+        return [list(base) for _ in range(epochs)]
+    rates = [list(epoch_rates) for epoch_rates in learning_rates]
+    if len(rates) < epochs:
         raise GdlabError(
-            f"fit_stacked: lr_factors has {len(factors)} values for {epochs} epochs; give one per epoch"
+            f"fit_stacked: learning_rates has {len(rates)} epochs of rates for {epochs} epochs; give one list per epoch"
         )
-    for epoch, factor in enumerate(factors):
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < math.inf:
+    for epoch, epoch_rates in enumerate(rates[:epochs]):
+        if len(epoch_rates) != len(base):
             raise GdlabError(
-                f"fit_stacked: lr_factors[{epoch}] = {factor!r} must be a finite number >= 0 "
-                f"(the multiplier of every learning rate in epoch {epoch})"
+                f"fit_stacked: learning_rates[{epoch}] has {len(epoch_rates)} rates for {len(base)} models; "
+                f"give one per model"
             )
-    return [float(factor) for factor in factors]
+        for member, rate in enumerate(epoch_rates):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < math.inf:
+                raise GdlabError(
+                    f"fit_stacked: learning_rates[{epoch}][{member}] = {rate!r} must be a finite number >= 0"
+                )
+    return [[float(rate) for rate in epoch_rates] for epoch_rates in rates]
