@@ -99,8 +99,8 @@ def test_plan_is_configurations_times_seeds_times_implementations(tmp_path):
     plans = plan_runs(spec)
     assert len(plans) == 4 * 3 * 2
     assert len({plan.id for plan in plans}) == len(plans)
-    assert plans[0].id == "00_lr=0.1_momentum=0_s0_scratch"
-    assert plans[1].id == "00_lr=0.1_momentum=0_s0_torch"
+    assert plans[0].id == "00_lr=0.1_mom=0_s0_scratch"
+    assert plans[1].id == "00_lr=0.1_mom=0_s0_torch"
     assert [plan.id for plan in plan_runs(spec)] == [plan.id for plan in plans]  # deterministic
     assert plans[0].config()["momentum"] == 0.0 and plans[0].config()["implementation"] == "scratch"
 

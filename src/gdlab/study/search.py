@@ -48,6 +48,19 @@ class RunPlan:
         return config
 
 
+# Short names in configuration ids, which must fit a terminal line and a file name.
+ID_ABBREVIATIONS = {
+    "momentum": "mom",
+    "weight_decay": "wd",
+    "dampening": "damp",
+    "nesterov": "nest",
+    "batchnorm": "bn",
+    "schedule": "sched",
+    "batch_size": "batch",
+    "activation": "act",
+}
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -98,7 +111,11 @@ def configurations(study: Study) -> list[Configuration]:
     width = max(2, len(str(len(points) - 1)))
     result = []
     for index, point in enumerate(points):
-        label = "_".join(f"{key.split('.')[-1]}={_format_value(point[key])}" for key in varying if key in point)
+        label = "_".join(
+            f"{ID_ABBREVIATIONS.get(key.split('.')[-1], key.split('.')[-1])}={_format_value(point[key])}"
+            for key in varying
+            if key in point
+        )
         config_id = f"{index:0{width}d}" + (f"_{label}" if label else "")
         result.append(Configuration(index, config_id, point, study.base.replace(point)))
     return result
