@@ -59,24 +59,27 @@ def selected_lines(summary: dict) -> list[str]:
     ]
 
 
+def _level(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def effect_rows(summary: dict) -> list[list[str]]:
     rows = []
     for effect in summary.get("ablation", {}).get("effects", []):
-        interval = "-" if effect["ci_low"] is None else f"{effect['ci_low']:+.4f} to {effect['ci_high']:+.4f}"
+        interval = "-" if effect["ci_low"] is None else f"{effect['ci_low']:+.3f} to {effect['ci_high']:+.3f}"
         rows.append(
             [
-                effect["factor"],
-                f"{effect['first']} vs {effect['second']}",
-                "-" if effect["effect"] is None else f"{effect['effect']:+.4f}",
+                f"{effect['factor'].split('.')[-1]}: {_level(effect['first'])} - {_level(effect['second'])}",
+                "-" if effect["effect"] is None else f"{effect['effect']:+.3f}",
                 interval,
-                "-" if effect["p_value"] is None else f"{effect['p_value']:.3g}",
+                "-" if effect["p_value"] is None else f"{effect['p_value']:.2g}",
                 str(effect["n_pairs"]),
             ]
         )
     return rows
 
 
-EFFECT_HEADER = ["factor", "comparison", "effect on test acc", "95% CI", "p (paired t)", "pairs"]
+EFFECT_HEADER = ["factor: levels compared", "effect", "95% CI", "p (paired t)", "pairs"]
 
 
 def rich_tables(summary: dict) -> list[Table]:
@@ -91,9 +94,9 @@ def rich_tables(summary: dict) -> list[Table]:
         table.add_row(*row[:5], style=style)
     tables = [table]
     if summary.get("ablation"):
-        effects = Table(title="ablation: effect of each factor on test accuracy", box=box.SIMPLE_HEAD)
+        effects = Table(title="ablation: each factor's effect on test accuracy, paired by seed", box=box.SIMPLE_HEAD)
         for column in EFFECT_HEADER:
-            effects.add_column(column)
+            effects.add_column(column, no_wrap=True)
         for row in effect_rows(summary):
             effects.add_row(*row)
         tables.append(effects)
