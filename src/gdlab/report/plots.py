@@ -1,8 +1,9 @@
 """Figures of a study: per-iteration training loss, scratch-vs-torch overlays, validation curves.
 
-Losses go on a log axis so a run that blows up (lr 0.9 reaching 11.5, then
-NaN) stays readable beside the ones that train; a diverged run's curve ends in
-a red cross at the last finite value and its label says "diverged".
+Losses go on a log axis, cut at twice the largest loss of the runs that
+trained, so a run that blows up (lr 0.9 reaching 1e30, then NaN) does not
+flatten the others; a diverged run's curve ends in a red cross where it leaves
+the chart, and its label says "diverged".
 """
 
 import math
@@ -53,24 +54,41 @@ def _finish(figure, axes_list, path: Path, legend: bool) -> Path:
     return path
 
 
+def _healthy_ceiling(histories: dict) -> float | None:
+    """A y-axis top that shows the runs that trained: twice their largest loss, or None
+    when every run diverged (then the whole range is shown)."""
+    healthy = [max(h.iteration_loss) for h in histories.values() if not h.diverged and h.iteration_loss]
+    return 2 * max(healthy) if healthy else None
+
+
 def plot_training_loss(histories: dict, path: Path, window: int | None = None) -> Path:
-    """Training loss of every iteration of every run: raw on the left, smoothed on the right."""
+    """Training loss of every iteration of every run: raw on the left, smoothed on the right.
+
+    A diverged run's curve is cut at the top of the axis (the range of the runs
+    that trained, so that a loss of 1e30 does not flatten them) and ends in a
+    red cross at the top, where it left the chart.
+    """
     figure, (raw_axes, smooth_axes) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     longest = max((len(h.iteration_loss) for h in histories.values()), default=1)
     window = window or max(1, min(100, longest // 50))
+    ceiling = _healthy_ceiling(histories)
     for run_id, history in histories.items():
         finite = _finite_prefix(history.iteration_loss)
         (line,) = raw_axes.plot(finite, linewidth=0.6, alpha=0.7, label=_label(run_id, history))
         smooth_axes.plot(smooth(finite, window), linewidth=1.2, color=line.get_color(), label=_label(run_id, history))
         if history.diverged and finite:
+            top = min(finite[-1], ceiling) if ceiling is not None else finite[-1]
             for axes in (raw_axes, smooth_axes):
-                axes.plot(len(finite) - 1, finite[-1], "x", color="red", markersize=9)
+                axes.plot(len(finite) - 1, top, "x", color="red", markersize=9, clip_on=False)
     raw_axes.set_title("training loss per iteration")
     smooth_axes.set_title(f"smoothed (moving average over {window} iterations)")
     for axes in (raw_axes, smooth_axes):
         axes.set_xlabel("iteration")
         axes.set_yscale("log")
-    raw_axes.set_ylabel("loss")
+        if ceiling is not None and any(h.diverged for h in histories.values()):
+            axes.set_ylim(top=ceiling)
+    raw_axes.set_ylabel("loss" + (" (red x: diverged, cut at the top)" if ceiling and any(
+        h.diverged for h in histories.values()) else ""))
     return _finish(figure, [raw_axes, smooth_axes], path, legend=len(histories) <= MAX_LEGEND_ENTRIES)
 
 
