@@ -28,7 +28,7 @@ data:
 	fi
 
 demo: setup
-	$(VENV)/bin/gdlab run --out runs/demo
+	$(VENV)/bin/gdlab run
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup
