@@ -151,6 +151,7 @@ def run_study(
     summary = summarize(study, plans, records, folder, backend)
     summary["out_dir"] = str(folder.root)
     write_json(folder.summary_json, summary)
+    # Imported here: matplotlib loads only when a report is written, never in Ray workers.
     from gdlab.report import write_report
 
     write_report(folder.root, summary, {plan.id: histories[plan.id] for plan in plans})
