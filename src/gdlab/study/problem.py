@@ -31,8 +31,6 @@ class PreparedData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     source: str
 
     @property
@@ -98,7 +96,7 @@ def _prepare_data_cached(data_json: str, device_name: str, dtype_name: str) -> P
     val_x, val_y = prepare(val)
     test_x, test_y = prepare(test)
     return PreparedData(
-        train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes), tuple(mean), tuple(std), dataset.source
+        train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes), dataset.source
     )
 
 

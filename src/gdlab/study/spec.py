@@ -11,7 +11,7 @@ file, the section, the key and the value.
 
 import inspect
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,7 +213,6 @@ class Study:
     search: SearchSpec
     ablation: AblationSpec
     source: str = ""
-    raw: dict = field(default_factory=dict, compare=False)
 
 
 def rule_defaults(rule: str) -> dict[str, Any]:
@@ -243,11 +242,11 @@ def _is_axis(section: str, key: str, value: Any) -> bool:
     return True
 
 
-def _describe_error(section: str, error: dict, where: str | None) -> str:
+def _describe_error(model: type[_Section], section: str, error: dict, where: str | None) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "?"
     prefix = f"{where}: " if where else ""
     if error["type"] == "extra_forbidden":
-        valid = ", ".join(SETTING_SECTIONS[section].model_fields)
+        valid = ", ".join(model.model_fields)
         return f"{prefix}unknown key {key!r} in [{section}]; valid keys are: {valid}"
     value = error.get("input")
     message = error["msg"]
@@ -256,13 +255,18 @@ def _describe_error(section: str, error: dict, where: str | None) -> str:
     return f"{prefix}[{section}] {key} = {value!r}: {message}"
 
 
-def _validate_section(section: str, values: dict, where: str | None) -> _Section:
+def _validate(model: type[_Section], section: str, values: dict, where: str | None) -> _Section:
+    """``values`` as ``model``; every mistake named with the section, key and value."""
     try:
-        return SETTING_SECTIONS[section].model_validate(values)
+        return model.model_validate(values)
     except ValidationError as error:
         raise GdlabError(
-            "\n".join(_describe_error(section, item, where) for item in error.errors())
+            "\n".join(_describe_error(model, section, item, where) for item in error.errors())
         ) from None
+
+
+def _validate_section(section: str, values: dict, where: str | None) -> _Section:
+    return _validate(SETTING_SECTIONS[section], section, values, where)
 
 
 def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
@@ -320,7 +324,7 @@ def parse_study(raw: dict, source: str = "<study>") -> Study:
             raise GdlabError(f"{source}: [{section}] must be a table, got {values!r}")
         base_values[section] = {}
         for key, value in values.items():
-            if section in SETTING_SECTIONS and _is_axis(section, key, value):
+            if _is_axis(section, key, value):
                 if len(value) == 0:
                     raise GdlabError(f"{source}: [{section}] {key} = []: an axis needs at least one value")
                 axes[f"{section}.{key}"] = value
@@ -354,25 +358,11 @@ def parse_study(raw: dict, source: str = "<study>") -> Study:
         search=search,
         ablation=ablation,
         source=source,
-        raw=raw,
     )
 
 
 def _parse_plain_section(raw: dict, section: str, model: type[_Section], source: str) -> _Section:
-    values = raw.get(section, {})
-    try:
-        return model.model_validate(values)
-    except ValidationError as error:
-        lines = []
-        for item in error.errors():
-            key = ".".join(str(part) for part in item["loc"])
-            if item["type"] == "extra_forbidden":
-                lines.append(
-                    f"{source}: unknown key {key!r} in [{section}]; valid keys are: {', '.join(model.model_fields)}"
-                )
-            else:
-                lines.append(f"{source}: [{section}] {key} = {item.get('input')!r}: {item['msg']}")
-        raise GdlabError("\n".join(lines)) from None
+    return _validate(model, section, raw.get(section, {}), source)
 
 
 def qualify_key(key: str) -> str:
