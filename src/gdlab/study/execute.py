@@ -85,17 +85,20 @@ def train_run(plan: RunPlan, data: PreparedData, model: torch.nn.Module | None =
 
 
 def max_loss_difference(first: History, second: History) -> float:
-    """Largest per-iteration training-loss difference; infinite if one stopped earlier."""
+    """Largest per-iteration training-loss difference; infinite if one stopped earlier.
+
+    Losses that are equal, or both NaN (runs that diverged together), differ by 0.
+    """
     if len(first.iteration_loss) != len(second.iteration_loss):
         return math.inf
-    differences = [abs(a - b) for a, b in zip(first.iteration_loss, second.iteration_loss)]
-    if any(math.isnan(d) for d in differences):
-        # Both NaN at the same step means they diverged together; anything else is a difference.
-        both_nan = all(
-            math.isnan(a) == math.isnan(b) for a, b in zip(first.iteration_loss, second.iteration_loss)
-        )
-        differences = [d for d in differences if not math.isnan(d)] if both_nan else [math.inf]
-    return max(differences, default=0.0)
+
+    def gap(a: float, b: float) -> float:
+        if a == b or (math.isnan(a) and math.isnan(b)):
+            return 0.0
+        difference = abs(a - b)
+        return math.inf if math.isnan(difference) else difference
+
+    return max(map(gap, first.iteration_loss, second.iteration_loss), default=0.0)
 
 
 def run_pair(scratch: RunPlan, reference: RunPlan, data: PreparedData) -> list[RunOutcome]:
