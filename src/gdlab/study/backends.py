@@ -27,6 +27,7 @@ def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:
     """One job per run, except scratch/torch pairs, which must train together,
     and (``stack``) runs that can train as one stacked model."""
     jobs, waiting, stacks = [], {}, {}
+    stackable: dict[tuple[str, str], bool] = {}  # one model built per model and data setting, not per run
     for plan in plans:
         if plan.settings.optimizer.implementation == "both":
             key = (plan.configuration.id, plan.seed)
@@ -35,7 +36,7 @@ def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:
                 jobs.append(Job("pair", (first, plan) if first.implementation == "scratch" else (plan, first)))
             else:
                 waiting[key] = plan
-        elif stack and plan.implementation == "scratch" and _stackable(plan):
+        elif stack and plan.implementation == "scratch" and _stackable(plan, stackable):
             stacks.setdefault(_stack_key(plan), []).append(plan)
         else:
             jobs.append(Job("single", (plan,)))
@@ -61,9 +62,12 @@ def _stack_key(plan: RunPlan) -> tuple:
     )
 
 
-def _stackable(plan: RunPlan) -> bool:
-    data = data_for(plan)
-    return supports_stacking(build_model(plan.settings.model, data.input_shape, data.num_classes))
+def _stackable(plan: RunPlan, known: dict[tuple[str, str], bool]) -> bool:
+    key = (plan.settings.model.model_dump_json(), plan.settings.data.model_dump_json())
+    if key not in known:
+        data = data_for(plan)
+        known[key] = supports_stacking(build_model(plan.settings.model, data.input_shape, data.num_classes))
+    return known[key]
 
 
 def plan_jobs(plans: list[RunPlan], backend: str) -> tuple[str, list[Job]]:
