@@ -417,12 +417,17 @@ def test_flags_must_agree():
         normalize_hparams("adam", [{"amsgrad": True}, {}], 2)
 
 
+def test_lr_left_out_takes_torchs_default():
+    # torch.optim.SGD's lr defaults to 1e-3 (torch 2.13), and so does gdlab's declaration.
+    default = torch.optim.SGD([torch.zeros(1, requires_grad=True)]).defaults["lr"]
+    assert normalize_hparams("sgd", [{"momentum": 0.9}], 1)[0]["lr"] == default
+
+
 @pytest.mark.parametrize(
     "rule, hparams, message",
     [
-        ("lion", [{"lr": 0.1}], "unknown rule 'lion'"),
+        ("nosuchrule", [{"lr": 0.1}], "unknown rule 'nosuchrule'"),
         ("sgd", [{"lr": 0.1, "betas": (0.9, 0.99)}], r"hparams\[0\] has unknown key\(s\) betas"),
-        ("sgd", [{"momentum": 0.9}], r"hparams\[0\] must set lr"),
         ("sgd", [{"lr": -1.0}], r"hparams\[0\] .*Invalid learning rate: -1.0"),
         ("sgd", [{"lr": 0.1}, {"lr": 0.1}], "a list of 1 dicts"),
     ],

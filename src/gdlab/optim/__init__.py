@@ -1,16 +1,25 @@
 """Update rules from scratch, bit-for-bit equal to ``torch.optim`` (``foreach=False``).
 
-``functional`` holds each rule as one short function over lists of tensors,
-its docstring stating the equations; the classes are thin
-``torch.optim.Optimizer`` subclasses that hold hyperparameters and state and
-call those functions, so param groups, ``state_dict`` and torch's LR
+Every rule is declared once, in its module of :mod:`gdlab.optim.rules`
+(:class:`~gdlab.optim.declaration.RuleDeclaration`): its pure update
+(``init``/``update`` over lists of tensors, the docstring stating the
+equations), its thin ``torch.optim.Optimizer`` class, its torch reference and
+its hyperparameters. :mod:`gdlab.optim.registry` collects them; this package
+exports each rule's class under torch's name (``gdlab.optim.SGD``,
+``gdlab.optim.NAdam`` ...), so param groups, ``state_dict`` and torch's LR
 schedulers work on them as on torch's own.
 """
 
-from gdlab.optim import functional
+from gdlab.optim import functional, registry
 from gdlab.optim.adagrad import Adagrad
 from gdlab.optim.adam import Adam, AdamW
 from gdlab.optim.rmsprop import RMSprop
 from gdlab.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "functional"]
+for _declaration in registry.declarations():
+    globals()[_declaration.optimizer.__name__] = _declaration.optimizer
+
+__all__ = sorted(
+    {declaration.optimizer.__name__ for declaration in registry.declarations()} | {"functional", "registry"}
+)
+del _declaration

@@ -12,7 +12,7 @@ gives every member its own gradient, since :math:`\partial L / \partial
 loss must average over the samples of its batch (mean reduction), as
 ``fit``'s does: then one call of it on all members' scores gives every
 member's score gradient (in closed form for cross-entropy). The update is the
-rule of :mod:`gdlab.optim.functional`, called once for all members with each
+rule's declared ``update`` (:mod:`gdlab.optim.rules`), called once for all members with each
 numeric hyperparameter as a tensor of K values (or a float when all members
 agree, which takes the rule's float path).
 
@@ -31,7 +31,6 @@ order is checked when there is more than one chunk, and a different order is
 an error.
 """
 
-import inspect
 import itertools
 import math
 import sys
@@ -43,10 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import gdlab.optim
 from gdlab.errors import GdlabError
-from gdlab.optim import functional
-from gdlab.optim._base import new_step_counter
+from gdlab.optim import registry
+from gdlab.optim.declaration import REQUIRED, RuleDeclaration
 from gdlab.train.history import STATUS_DIVERGED, History
 from gdlab.train.loop import LossFn
 from gdlab.train.stacked_models import check_same_architecture, stack_parameters, stacked_model, write_member
@@ -59,76 +57,36 @@ MEMORY_SAFETY_FRACTION = 0.5
 # penalized gradient, a denominator, a scaled term).
 RULE_TEMPORARIES = 3
 
-# Hyperparameters that choose the shape of the computation; stacked members must share them.
-FLAGS = ("nesterov", "amsgrad", "centered", "maximize")
-
 IterationCallback = Callable[[int, dict[int, float]], None]
 
+# A hyperparameter as the stack hands it to the rule: a float (or flag) all members
+# share, a tensor of one value per member, or a pair of these (betas).
+Keywords = dict[str, object]
 
-Keywords = dict[str, float | bool | Tensor]
-
-
-def _uses(value: float | Tensor) -> bool:
-    """Whether a term scaled by ``value`` runs (as in the rules: always for a tensor)."""
-    return isinstance(value, Tensor) or value != 0
+Rule = str | RuleDeclaration
 
 
-def _zeros_like_each(params: list[Tensor]) -> list[Tensor]:
-    return [torch.zeros_like(param) for param in params]
+def declaration_of(rule: Rule) -> RuleDeclaration:
+    """The declaration of ``rule`` (a registered name, or a user's own declaration), checked stackable."""
+    declaration = rule if isinstance(rule, RuleDeclaration) else _registered(rule)
+    if not declaration.stackable or declaration.init is None or declaration.update is None:
+        raise GdlabError(
+            f"fit_stacked: rule {declaration.name!r} does not declare a stackable update (init/update taking "
+            f"one hyperparameter value per member); train its configurations one by one with gdlab.train.fit"
+        )
+    return declaration
 
 
-def _step_counters(params: list[Tensor]) -> list[Tensor]:
-    return [new_step_counter() for _ in params]
-
-
-def _sgd_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
-    return ([None] * len(params),)  # momentum buffers, created by the rule on its first step
-
-
-def _adam_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
-    max_exp_avg_sqs = _zeros_like_each(params) if keywords["amsgrad"] else []
-    return _zeros_like_each(params), _zeros_like_each(params), max_exp_avg_sqs, _step_counters(params)
-
-
-def _rmsprop_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
-    grad_avgs = _zeros_like_each(params) if keywords["centered"] else []
-    momentum_buffers = _zeros_like_each(params) if _uses(keywords["momentum"]) else []
-    return _zeros_like_each(params), grad_avgs, momentum_buffers, _step_counters(params)
-
-
-def _adagrad_state(params: list[Tensor], keywords: Keywords, settings: list[dict]) -> tuple:
-    initial = torch.tensor(
-        [member["initial_accumulator_value"] for member in settings], dtype=params[0].dtype, device=params[0].device
-    )
-    sums = [initial.view((-1,) + (1,) * (param.dim() - 1)).expand_as(param).contiguous() for param in params]
-    return sums, _step_counters(params)
-
-
-@dataclass(frozen=True)
-class _Rule:
-    update: Callable  # the rule of gdlab.optim.functional
-    optimizer: type  # its gdlab.optim class, whose defaults and checks are the rule's
-    new_state: Callable[[list[Tensor], Keywords, list[dict]], tuple]  # the rule's state lists, in its order
-    state_tensors: Callable[[dict], int]  # parameter-sized state tensors of one member
-
-
-RULES = {
-    "sgd": _Rule(functional.sgd, gdlab.optim.SGD, _sgd_state, lambda member: int(member["momentum"] != 0)),
-    "adam": _Rule(functional.adam, gdlab.optim.Adam, _adam_state, lambda member: 2 + member["amsgrad"]),
-    "adamw": _Rule(functional.adamw, gdlab.optim.AdamW, _adam_state, lambda member: 2 + member["amsgrad"]),
-    "rmsprop": _Rule(
-        functional.rmsprop,
-        gdlab.optim.RMSprop,
-        _rmsprop_state,
-        lambda member: 1 + member["centered"] + (member["momentum"] != 0),
-    ),
-    "adagrad": _Rule(functional.adagrad, gdlab.optim.Adagrad, _adagrad_state, lambda member: 1),
-}
+def _registered(name: str) -> RuleDeclaration:
+    try:
+        return registry.get(name)
+    except GdlabError as error:
+        raise GdlabError(f"fit_stacked: {error}") from None
 
 
 def fit_stacked(
     models: list[nn.Module],
-    rule: str,
+    rule: Rule,
     hparams: list[dict],
     loader: Iterable,
     epochs: int = 1,
@@ -142,10 +100,12 @@ def fit_stacked(
 
     ``models``: K models of one architecture (``supports_stacking``), each
     already initialized; their trained parameters are written back into them.
-    ``rule``: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or
-    ``"adagrad"``; ``hparams[k]``: member k's keyword arguments of that
-    ``gdlab.optim`` class (missing ones take its defaults). Numbers may differ
-    between members; the flags (nesterov, amsgrad, centered, maximize) must not.
+    ``rule``: the name of a registered rule whose declaration is stackable
+    (``gdlab.optim.registry``: sgd, adam, adamw, rmsprop, adagrad ...), or a
+    user's own :class:`~gdlab.optim.declaration.RuleDeclaration`;
+    ``hparams[k]``: member k's keyword arguments of the rule's class (missing
+    ones take its declared defaults). Numbers may differ between members; the
+    hyperparameters the declaration marks shared (flags) must not.
     ``loss_fn(scores, labels)`` must average over the batch. ``learning_rates[e][k]``
     is member k's learning rate in epoch e (a schedule; ``gdlab.study`` reads
     them off torch's scheduler, one param group per member, so that any
@@ -176,23 +136,17 @@ def fit_stacked(
     return histories
 
 
-def normalize_hparams(rule: str, hparams: list[dict], count: int) -> list[dict]:
+def normalize_hparams(rule: Rule, hparams: list[dict], count: int) -> list[dict]:
     """Each member's full hyperparameters (the optimizer class's defaults filled in), checked.
 
     Raises GdlabError for an unknown rule or key, a value the optimizer class
     refuses, a wrong number of dicts, or flags that differ between members.
     """
-    if rule not in RULES:
-        raise GdlabError(f"fit_stacked: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    declaration = declaration_of(rule)
     if not isinstance(hparams, (list, tuple)) or len(hparams) != count:
         got = len(hparams) if isinstance(hparams, (list, tuple)) else type(hparams).__name__
         raise GdlabError(f"fit_stacked: hparams must be a list of {count} dicts, one per model; got {got}")
-    optimizer = RULES[rule].optimizer
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(optimizer.__init__).parameters.items()
-        if name not in ("self", "params")
-    }
+    defaults = declaration.defaults()
     settings = []
     for index, member in enumerate(hparams):
         if not isinstance(member, dict):
@@ -200,19 +154,21 @@ def normalize_hparams(rule: str, hparams: list[dict], count: int) -> list[dict]:
         unknown = sorted(set(member) - set(defaults))
         if unknown:
             raise GdlabError(
-                f"fit_stacked: hparams[{index}] has unknown key(s) {', '.join(unknown)} for rule {rule!r}; "
+                f"fit_stacked: hparams[{index}] has unknown key(s) {', '.join(unknown)} for rule {declaration.name!r}; "
                 f"its keys are {', '.join(defaults)}"
             )
         full = {**defaults, **member}
-        missing = [name for name, value in full.items() if value is inspect.Parameter.empty]
+        missing = [name for name, value in full.items() if value is REQUIRED]
         if missing:
-            raise GdlabError(f"fit_stacked: hparams[{index}] must set {', '.join(missing)} for rule {rule!r}")
-        try:
-            optimizer.check_group(full)
+            raise GdlabError(
+                f"fit_stacked: hparams[{index}] must set {', '.join(missing)} for rule {declaration.name!r}"
+            )
+        try:  # the rule's own class checks the values, with torch's messages
+            declaration.optimizer([torch.zeros(1, requires_grad=True)], **full)
         except (TypeError, ValueError) as error:
-            raise GdlabError(f"fit_stacked: hparams[{index}] for rule {rule!r}: {error}") from None
+            raise GdlabError(f"fit_stacked: hparams[{index}] for rule {declaration.name!r}: {error}") from None
         settings.append(full)
-    for flag in FLAGS:
+    for flag in declaration.shared_names:
         values = [member[flag] for member in settings if flag in member]
         if values and any(value != values[0] for value in values):
             differing = next(index for index, value in enumerate(values) if value != values[0])
@@ -226,7 +182,7 @@ def normalize_hparams(rule: str, hparams: list[dict], count: int) -> list[dict]:
 
 def max_members_in_memory(
     model: nn.Module,
-    rule: str,
+    rule: Rule,
     hparams: list[dict],
     batch_x: Tensor,
     safety_fraction: float = MEMORY_SAFETY_FRACTION,
@@ -242,7 +198,7 @@ def max_members_in_memory(
     return _members_that_fit(model, rule, settings, batch_x, safety_fraction, available_bytes)
 
 
-def member_bytes(model: nn.Module, rule: str, settings: list[dict], batch_x: Tensor) -> int:
+def member_bytes(model: nn.Module, rule: Rule, settings: list[dict], batch_x: Tensor) -> int:
     """Estimated memory of one stacked member training on batches like ``batch_x``.
 
     Parameter-sized tensors: the parameters, their gradients, the rule's state
@@ -253,9 +209,22 @@ def member_bytes(model: nn.Module, rule: str, settings: list[dict], batch_x: Ten
     params = list(model.parameters())
     itemsize = params[0].element_size()
     parameter_count = sum(param.numel() for param in params)
-    state = max(RULES[rule].state_tensors(member) for member in settings)
+    declaration = declaration_of(rule)
+    state = max(_state_tensors(declaration, member) for member in settings)
     per_sample = _activation_elements_per_sample(model, batch_x[:1])
     return itemsize * (parameter_count * (2 + state + RULE_TEMPORARIES) + 2 * per_sample * len(batch_x))
+
+
+def _state_tensors(declaration: RuleDeclaration, member: dict) -> int:
+    """Parameter-sized state tensors the rule keeps for one member with these hyperparameters,
+    counted on a one-step run over a tiny parameter (some state, SGD's momentum buffer, is made
+    by the first step)."""
+    param = torch.zeros(2, 3)
+    state = declaration.init([param], member)
+    declaration.update([param], [torch.ones(2, 3)], state, **member)
+    return sum(
+        1 for values in state for value in values if isinstance(value, Tensor) and value.shape == param.shape
+    )
 
 
 def available_memory_bytes(device: torch.device) -> int | None:
@@ -292,7 +261,7 @@ def _train_chunk(
             raise GdlabError(f"fit_stacked: the training loader gave no batches in epoch {epoch}")
         if stack is None:
             size = _chunk_size(models[pending[0]], rule, [settings[index] for index in pending], max_members, first[0])
-            stack = _Stack(models, pending[:size], RULES[rule], settings)
+            stack = _Stack(models, pending[:size], declaration_of(rule), settings)
             batches.expect_repeats(size < len(pending))
         stack.set_learning_rates([rates[epoch][member] for member in stack.members])
         for member in stack.members:
@@ -340,7 +309,7 @@ def _train_chunk(
     return stack.all_members
 
 
-def _chunk_size(model: nn.Module, rule: str, pending_settings: list[dict], max_members, batch_x: Tensor) -> int:
+def _chunk_size(model: nn.Module, rule: Rule, pending_settings: list[dict], max_members, batch_x: Tensor) -> int:
     """How many of the pending members train together: all, unless ``max_members`` or memory say fewer."""
     size = min(len(pending_settings), max_members or sys.maxsize)
     if size > 1:
@@ -356,7 +325,7 @@ class _Stack:
     as a tensor of one value per member.
     """
 
-    def __init__(self, models: list[nn.Module], members: list[int], rule: _Rule, settings: list[dict]):
+    def __init__(self, models: list[nn.Module], members: list[int], rule: RuleDeclaration, settings: list[dict]):
         self.all_members = list(members)
         self.members = list(members)  # slot order; shrinks as members diverge
         self.params = stack_parameters([models[member] for member in members])
@@ -364,7 +333,7 @@ class _Stack:
         self.rule = rule
         member_settings = [settings[member] for member in members]
         self.keywords = self._keywords(member_settings)
-        self.state = rule.new_state(self.params, self.keywords, member_settings)
+        self.state = rule.init(self.params, self.keywords)
 
     def _hyperparameter(self, values: list) -> float | bool | Tensor:
         if all(value == values[0] for value in values):
@@ -373,11 +342,12 @@ class _Stack:
 
     def _keywords(self, settings: list[dict]) -> Keywords:
         keywords = {}
-        for key in settings[0]:
-            if key == "betas":
-                keywords["beta1"] = self._hyperparameter([member["betas"][0] for member in settings])
-                keywords["beta2"] = self._hyperparameter([member["betas"][1] for member in settings])
-            elif key != "initial_accumulator_value":  # a starting state, not a keyword of the rule
+        for key, first in settings[0].items():
+            if isinstance(first, (tuple, list)):  # a pair such as betas: each entry on its own
+                keywords[key] = tuple(
+                    self._hyperparameter([member[key][entry] for member in settings]) for entry in range(len(first))
+                )
+            else:
                 keywords[key] = self._hyperparameter([member[key] for member in settings])
         return keywords
 
@@ -407,7 +377,7 @@ class _Stack:
             score_gradients[skipped_slots] = 0
         gradients = self.model.gradients(self.params, saved, score_gradients)
         with torch.no_grad():
-            self.rule.update(self.params, gradients, *self.state, **self.keywords)
+            self.rule.update(self.params, gradients, self.state, **self.keywords)
 
     def drop(self, slots: list[int]) -> None:
         """Remove members from the stack: their parameters, state and hyperparameters."""
@@ -418,10 +388,12 @@ class _Stack:
             # Step counters are 0-dim and shared by all members: they stay as they are.
             if isinstance(value, Tensor) and value.dim() > 0:
                 return value.index_select(0, index)
+            if isinstance(value, tuple):
+                return tuple(select(entry) for entry in value)
             return value
 
         self.params = [param.index_select(0, index) for param in self.params]
-        self.state = tuple([select(value) for value in values] for values in self.state)
+        self.state = type(self.state)(*([select(value) for value in values] for values in self.state))
         self.keywords = {key: select(value) for key, value in self.keywords.items()}
         self.members = [self.members[slot] for slot in kept]
 
@@ -573,7 +545,7 @@ class _EpochBatches:
 
 def _members_that_fit(
     model: nn.Module,
-    rule: str,
+    rule: Rule,
     settings: list[dict],
     batch_x: Tensor,
     safety_fraction: float = MEMORY_SAFETY_FRACTION,
