@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from gdlab.errors import GdlabError
 from gdlab.study import configurations, load_study, parse_study, plan_runs
@@ -62,8 +63,19 @@ def test_hyperparameter_of_another_rule_is_refused(tmp_path):
     assert "momentum does not apply to 'adam'" in message and "betas" in message
 
 
-def test_sgd_needs_a_learning_rate(tmp_path):
-    assert "lr is required" in error_of('name = "x"\n[optimizer]\nname = "sgd"\n', tmp_path)
+def test_sgd_without_lr_takes_torchs_default(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('name = "x"\n[optimizer]\nname = "sgd"\n')
+    default = torch.optim.SGD([torch.zeros(1, requires_grad=True)]).defaults["lr"]
+    assert load_study(path).base.optimizer.hyperparameters()["lr"] == default
+
+
+def test_a_user_class_without_a_default_lr_needs_one(tmp_path):
+    (tmp_path / "my_rules.py").write_text(
+        "import torch\n\n\nclass PlainSGD(torch.optim.Optimizer):\n"
+        "    def __init__(self, params, lr):\n        super().__init__(params, {'lr': lr})\n"
+    )
+    assert "lr is required" in error_of('name = "x"\n[optimizer]\nname = "my_rules.py:PlainSGD"\n', tmp_path)
 
 
 def test_nesterov_without_momentum_is_refused_like_torch(tmp_path):
@@ -130,7 +142,7 @@ weight_decay = 0.01
 def test_list_entry_errors_name_the_entry(tmp_path):
     text = 'name = "x"\n[optimizer]\nlr = 0.1\n[search]\nkind = "list"\n[[search.configs]]\nlr = 0.1\n[[search.configs]]\nlrr = 1\n'
     message = error_of(text, tmp_path)
-    assert "entry 2" in message and "'optimizer.lrr' is not a setting" in message
+    assert "entry 2" in message and "lrr does not apply to 'sgd'" in message and "its hyperparameters are: lr, momentum" in message
 
 
 def test_random_search_draws_log_uniform_lr_and_uniform_momentum(tmp_path):

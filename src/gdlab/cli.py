@@ -44,6 +44,8 @@ def run(
     out: Annotated[Path | None, typer.Option(help="study folder; default runs/<name>-<timestamp>")] = None,
     backend: Annotated[str, typer.Option(help="auto | sequential | vectorized | ray")] = "auto",
     resume: Annotated[bool, typer.Option(help="continue the study in --out, training only unfinished runs")] = False,
+    redo_changed: Annotated[bool, typer.Option(
+        help="with --resume: train again the runs whose settings differ from those saved in --out")] = False,
 ):
     """Run a study: train every configuration and seed, select on validation, test once, write results."""
     from gdlab.report import rich_tables
@@ -53,7 +55,7 @@ def run(
     console = _console()
     study = load_study(spec or _default_spec())
     try:
-        summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console)
+        summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console, redo_changed=redo_changed)
     except StudyInterrupted as interrupted:
         console.print(f"[yellow]{escape(str(interrupted))}[/yellow]")
         raise typer.Exit(130) from None

@@ -102,3 +102,16 @@ def load_object(target: str, base_dir: str | Path | None = None) -> UserObject:
         defined = sorted(attr for attr in vars(module) if not attr.startswith("_"))
         raise GdlabError(f"{where} has no {name!r}; names defined there: {', '.join(defined) or 'none'}")
     return UserObject(target, getattr(module, name), Path(origin) if origin else None, sha256)
+
+
+def target_of(value: Any, name: str) -> str:
+    """The ``module:Name`` target that loads ``value`` again (a class defined in a notebook is
+    ``__main__:Lion``); a GdlabError when it cannot be found again by its own name."""
+    module_name, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
+    module = sys.modules.get(module_name) if module_name else None
+    if module is None or not qualname.isidentifier() or getattr(module, qualname, None) is not value:
+        raise GdlabError(
+            f"optimizers[{name!r}] = {value!r} cannot be found again by its name: define it at the top level "
+            f"of a module or notebook (not inside a function), or name its file in the study, like my_rules.py:Lion"
+        )
+    return f"{module_name}:{qualname}"

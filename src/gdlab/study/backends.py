@@ -49,20 +49,21 @@ def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:
 def _stack_key(plan: RunPlan) -> tuple:
     """What stacked runs must share: everything but the rule's numeric hyperparameters."""
     settings = plan.settings
-    flags = sorted(
-        (key, value) for key, value in settings.optimizer.hyperparameters().items() if isinstance(value, bool)
-    )
+    hyperparameters = settings.optimizer.hyperparameters()
+    shared = sorted((key, repr(hyperparameters[key])) for key in settings.optimizer.rule().declaration.shared_names)
     return (
         plan.seed,
         settings.data.model_dump_json(),
         settings.model.model_dump_json(),
         settings.train.model_dump_json(),
         settings.optimizer.name,
-        tuple(flags),
+        tuple(shared),
     )
 
 
 def _stackable(plan: RunPlan, known: dict[tuple[str, str], bool]) -> bool:
+    if not plan.settings.optimizer.rule().stackable:
+        return False
     key = (plan.settings.model.model_dump_json(), plan.settings.data.model_dump_json())
     if key not in known:
         data = data_for(plan)

@@ -119,7 +119,7 @@ def run_stacked(plans: list[RunPlan], data: PreparedData) -> list[RunOutcome]:
     hyperparameters = [plan.settings.optimizer.hyperparameters() for plan in plans]
     histories = fit_stacked(
         models,
-        plans[0].settings.optimizer.name,
+        plans[0].settings.optimizer.rule().declaration,
         hyperparameters,
         train_loader(data, train, plans[0].seed),
         epochs=train.epochs,

@@ -17,7 +17,7 @@ import gdlab.optim
 from gdlab.data import TensorLoader
 from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
-from gdlab.study.spec import RULES, DataSpec, ModelSpec, OptimizerSpec, TrainSpec
+from gdlab.study.spec import DataSpec, ModelSpec, OptimizerSpec, TrainSpec
 
 EVAL_BATCH_SIZE = 1000
 
@@ -120,11 +120,10 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int)
 
 
 def build_optimizer(spec: OptimizerSpec, parameters, implementation: str) -> torch.optim.Optimizer:
-    """gdlab's scratch rule, or torch's single-tensor implementation of the same rule."""
-    hyperparameters = spec.hyperparameters()
-    if implementation == "scratch":
-        return getattr(gdlab.optim, RULES[spec.name])(parameters, **hyperparameters)
-    return getattr(torch.optim, RULES[spec.name])(parameters, **hyperparameters, foreach=False)
+    """The rule under study ("scratch": gdlab's own, or the user's class), or its reference
+    ("torch": torch's single-tensor implementation of the same rule, or the rule a user's class
+    is paired with)."""
+    return spec.rule().build(parameters, spec.hyperparameters(), implementation)
 
 
 def build_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer):

@@ -129,9 +129,25 @@ class StudyFolder:
         del history_fields["iteration_loss"], history_fields["iteration_accuracy"]
         write_json(
             self.run_json(run_id),
-            {"record": record, "history": history_fields, "complete": True, "version": RECORD_VERSION},
+            {"record": record, "history": history_fields, "identity": outcome.plan.identity(),
+             "complete": True, "version": RECORD_VERSION},
         )
         return record
+
+    def changed_settings(self, plan: RunPlan) -> list[str]:
+        """How a saved run under ``plan``'s id was made differently from ``plan`` ("key: saved -> now"),
+        empty when there is no readable saved run or it was made the same way."""
+        try:
+            saved = json.loads(self.run_json(plan.id).read_text())["identity"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        now = json_safe(plan.identity())
+        saved = json_safe(saved)
+        return [
+            f"{key}: {saved.get(key)!r} -> {now.get(key)!r}"
+            for key in sorted(set(saved) | set(now))
+            if json.dumps(saved.get(key)) != json.dumps(now.get(key))
+        ]
 
     def load_finished(self, plan: RunPlan) -> tuple[dict, History] | None:
         """The saved record and history of ``plan``, or None if it is missing, partial or does not match."""
@@ -141,6 +157,10 @@ class StudyFolder:
             if not (payload.get("complete") is True and payload.get("version") == RECORD_VERSION):
                 return None
             if record["id"] != plan.id or record["seed"] != plan.seed:
+                return None
+            if json.dumps(payload.get("identity"), sort_keys=True) != json.dumps(
+                json_safe(plan.identity()), sort_keys=True
+            ):
                 return None
             if json.dumps(json_safe(record["config"]), sort_keys=True) != json.dumps(
                 json_safe(plan.config()), sort_keys=True

@@ -23,7 +23,7 @@ from gdlab.study.execute import RunOutcome, data_for, test_metrics
 from gdlab.study.records import StudyFolder, json_safe, write_json
 from gdlab.study.search import RunPlan, plan_runs
 from gdlab.study.selection import ablation, evaluate_on_test, select_best, summarize_configurations
-from gdlab.study.spec import Study
+from gdlab.study.spec import Study, load_study
 from gdlab.train import History
 
 
@@ -84,14 +84,24 @@ def _run_line(done: int, total: int, record: dict) -> str:
 
 
 def run_study(
-    study: Study,
+    study: Study | str | Path,
     out_dir: str | Path | None = None,
     backend: str = "auto",
     resume: bool = False,
     console: Console | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
+    redo_changed: bool = False,
+    optimizers: dict[str, type] | None = None,
 ) -> dict:
-    """Run ``study`` into ``out_dir`` and return its summary (also written to ``summary.json``)."""
+    """Run ``study`` (a Study, or the path of a study file) into ``out_dir`` and return its summary
+    (also written to ``summary.json``). ``redo_changed``: on resume, train again the runs whose
+    saved settings differ from the study's (else such a folder is refused). ``optimizers``: the
+    caller's own rules by the names the study file gives them (``{"lion": Lion}``), read with the
+    file; a Study already read has its rules."""
+    if not isinstance(study, Study):
+        study = load_study(study, optimizers=optimizers)
+    elif optimizers:
+        raise GdlabError("run_study: optimizers= goes with a study file's path; for a Study, pass them to load_study")
     console = console or Console()
     if backend not in BACKENDS:
         raise GdlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -108,6 +118,7 @@ def run_study(
     records: dict[str, dict] = {}
     histories: dict[str, History] = {}
     if resume:
+        _refuse_changed_spec(folder, plans, redo_changed)
         for plan in plans:
             finished = folder.load_finished(plan)
             if finished is not None:
@@ -156,6 +167,22 @@ def run_study(
 
     write_report(folder.root, summary, {plan.id: histories[plan.id] for plan in plans})
     return json_safe(summary)
+
+
+def _refuse_changed_spec(folder: StudyFolder, plans: list[RunPlan], redo_changed: bool) -> None:
+    """A folder is one study: resuming it from a spec that would make its runs differently is refused,
+    naming each difference, unless ``redo_changed`` says to train those runs again."""
+    changed = {plan.id: folder.changed_settings(plan) for plan in plans}
+    changed = {run_id: differences for run_id, differences in changed.items() if differences}
+    if not changed or redo_changed:
+        return
+    differences = sorted({difference for run in changed.values() for difference in run})
+    raise GdlabError(
+        f"{folder.root} holds runs made from another spec ({len(changed)} of {len(plans)} runs differ):\n  "
+        + "\n  ".join(differences[:20])
+        + ("\n  ..." if len(differences) > 20 else "")
+        + "\nchoose a new --out for this spec, or add --redo-changed to --resume to train those runs again"
+    )
 
 
 def _pending(plans: list[RunPlan], records: dict[str, dict]) -> list[RunPlan]:

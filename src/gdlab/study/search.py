@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gdlab.study.spec import LOG_UNIFORM_KEYS, Settings, Study, qualify_key
+from gdlab.study.spec import Settings, Study, is_log_uniform, qualify_key
+from gdlab.usercode import is_target
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,28 @@ class RunPlan:
                 config[dotted_key] = value
         return config
 
+    def identity(self) -> dict[str, Any]:
+        """Everything that made this run, for telling a finished run of another spec from this one:
+        every resolved setting (data, split, model, training, the rule with all its hyperparameters),
+        the seed, the implementation, the user's rule file by SHA-256 and gdlab's version."""
+        from gdlab import __version__
+
+        settings = self.settings
+        rule = settings.optimizer.rule()
+        identity = {f"{section}.{key}": value for section in ("data", "model", "train")
+                    for key, value in settings.section(section).model_dump().items()}
+        identity.update({f"optimizer.{key}": list(value) if isinstance(value, tuple) else value
+                         for key, value in settings.optimizer.hyperparameters().items()})
+        identity.update({
+            "optimizer.name": settings.optimizer.name,
+            "optimizer.reference": settings.optimizer.reference,
+            "optimizer.file_sha256": rule.sha256,
+            "seed": self.seed,
+            "implementation": self.implementation,
+            "gdlab_version": __version__,
+        })
+        return identity
+
 
 # Short names in configuration ids, which must fit a terminal line and a file name.
 ID_ABBREVIATIONS = {
@@ -58,6 +81,7 @@ ID_ABBREVIATIONS = {
     "schedule": "sched",
     "batch_size": "batch",
     "activation": "act",
+    "name": "rule",
 }
 
 
@@ -68,11 +92,14 @@ def _format_value(value: Any) -> str:
         return f"{value:.3g}"
     if isinstance(value, (list, tuple)):
         return "x".join(_format_value(item) for item in value)
+    if is_target(value):  # a user's rule, "path/to/file.py:Lion": its class name is what tells runs apart
+        return value.rpartition(":")[2]
     return str(value)
 
 
-def _draw(key: str, low: float, high: float, base_value: Any, rng: np.random.Generator) -> Any:
-    if key.rsplit(".", 1)[-1] in LOG_UNIFORM_KEYS:
+def _draw(key: str, low: float, high: float, base: Settings, rng: np.random.Generator) -> Any:
+    base_value = base.get(key)
+    if is_log_uniform(key, base):
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         value = rng.uniform(low, high)
@@ -95,7 +122,7 @@ def _points(study: Study) -> list[dict[str, Any]]:
             draw = {}
             for key, (low, high) in search.space.items():
                 dotted_key = qualify_key(key)
-                draw[dotted_key] = _draw(dotted_key, low, high, study.base.get(dotted_key), rng)
+                draw[dotted_key] = _draw(dotted_key, low, high, study.base, rng)
             draws.append(draw)
         return [{**draw, **point} for draw in draws for point in grid]
     return grid

@@ -9,7 +9,6 @@ validated here, before anything trains, and a mistake is reported with the
 file, the section, the key and the value.
 """
 
-import inspect
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gdlab.errors import GdlabError
 from gdlab.models import ACTIVATIONS
-
-# The rules a study can name, as (gdlab class name, torch.optim class name).
-RULES = {
-    "sgd": "SGD",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "rmsprop": "RMSprop",
-    "adagrad": "Adagrad",
-}
-
+from gdlab.optim import registry
+from gdlab.optim.declaration import REQUIRED
+from gdlab.optim.resolve import StudyRule, resolve_rule
+from gdlab.usercode import is_target, resolve_path, target_of
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,31 +100,32 @@ class TrainSpec(_Section):
 class OptimizerSpec(_Section):
     """The rule, which implementation trains it, and its hyperparameters.
 
-    Hyperparameters left out take the rule's own defaults (those of
-    ``gdlab.optim``'s classes, which are torch's).
+    ``name``: a registered rule (``gdlab.optim.registry.names()``), or the
+    user's own ``path/to/file.py:Class`` (relative to the study file) or
+    ``package.module:Class``: a ``torch.optim.Optimizer`` subclass or a
+    ``RuleDeclaration``. ``reference``: with ``implementation = "both"``, the
+    registered rule a user's class is paired with. Every other key is a
+    hyperparameter of the rule, checked against its declaration (or its class's
+    signature); those left out take the rule's own defaults.
     """
 
-    name: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = "sgd"
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "sgd"
     implementation: Literal["scratch", "torch", "both"] = "scratch"
-    lr: float | None = None
-    momentum: float | None = None
-    dampening: float | None = None
-    weight_decay: float | None = None
-    nesterov: bool | None = None
-    maximize: bool | None = None
-    betas: tuple[float, float] | None = None
-    eps: float | None = None
-    amsgrad: bool | None = None
-    alpha: float | None = None
-    centered: bool | None = None
-    lr_decay: float | None = None
-    initial_accumulator_value: float | None = None
+    reference: str | None = None
+
+    def rule(self) -> StudyRule:
+        return resolve_rule(self.name, reference=self.reference)
+
+    def given(self) -> dict[str, Any]:
+        """The hyperparameters the file sets."""
+        return dict(self.model_extra or {})
 
     def hyperparameters(self) -> dict[str, Any]:
         """Every hyperparameter of the rule, the file's values over the rule's defaults."""
-        defaults = rule_defaults(self.name)
-        given = {key: getattr(self, key) for key in defaults if getattr(self, key) is not None}
-        return {**defaults, **given}
+        given = {key: tuple(value) if isinstance(value, list) else value for key, value in self.given().items()}
+        return {**self.rule().defaults, **given}
 
 
 class SearchSpec(_Section):
@@ -185,6 +179,8 @@ class Settings:
 
     def get(self, dotted_key: str) -> Any:
         section, key = dotted_key.split(".")
+        if section == "optimizer" and key not in OptimizerSpec.model_fields:
+            return self.optimizer.hyperparameters().get(key)  # the rule's default where the file is silent
         return getattr(self.section(section), key)
 
     def replace(self, values: dict[str, Any]) -> "Settings":
@@ -215,28 +211,17 @@ class Study:
     source: str = ""
 
 
-def rule_defaults(rule: str) -> dict[str, Any]:
-    """The hyperparameters of ``gdlab.optim``'s class for ``rule`` and their defaults."""
-    import gdlab.optim
-
-    cls = getattr(gdlab.optim, RULES[rule])
-    parameters = inspect.signature(cls.__init__).parameters
-    # The positional-or-keyword arguments are the contract's (DESIGN.md); keyword-only
-    # extras (Adam's decoupled_weight_decay, which AdamW is) are not study settings.
-    return {
-        name: (None if parameter.default is inspect.Parameter.empty else parameter.default)
-        for name, parameter in parameters.items()
-        if name not in ("self", "params") and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    }
-
-
 def _is_axis(section: str, key: str, value: Any) -> bool:
     """A list is an axis, except for list-typed settings, where a list of lists is."""
     if not isinstance(value, list):
         return False
     model = SETTING_SECTIONS[section]
-    annotation = str(model.model_fields[key].annotation) if key in model.model_fields else ""
-    list_typed = annotation.startswith(("list", "tuple")) or "tuple[" in annotation
+    if section == "optimizer" and key not in model.model_fields:
+        # A hyperparameter: list-typed where the rule's default is a sequence (betas).
+        list_typed = isinstance(value[0], list) if value else False
+    else:
+        annotation = str(model.model_fields[key].annotation) if key in model.model_fields else ""
+        list_typed = annotation.startswith(("list", "tuple")) or "tuple[" in annotation
     if list_typed:
         return len(value) > 0 and all(isinstance(item, list) for item in value)
     return True
@@ -271,27 +256,54 @@ def _validate_section(section: str, values: dict, where: str | None) -> _Section
 
 def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
     """Keys the rule does not have, and values the rule itself refuses, named with the key."""
-    import gdlab.optim
-
-    defaults = rule_defaults(optimizer.name)
-    given = optimizer.model_dump(exclude_none=True, exclude={"name", "implementation"})
-    foreign = sorted(set(given) - set(defaults))
+    try:
+        rule = optimizer.rule()
+    except GdlabError as error:
+        raise GdlabError(f"{where}: {error}") from None
+    if optimizer.reference is not None and optimizer.implementation != "both":
+        raise GdlabError(
+            f"{where}: [optimizer] reference = {optimizer.reference!r} is read only with implementation = 'both'"
+        )
+    if optimizer.implementation != "scratch" and rule.reference is None:
+        raise GdlabError(
+            f"{where}: [optimizer] implementation = {optimizer.implementation!r} needs a reference rule to train "
+            f"{optimizer.name!r} against; add reference = \"adamw\" (or another of "
+            f"{', '.join(registry.names())}), or use implementation = 'scratch'"
+        )
+    foreign = sorted(set(optimizer.given()) - set(rule.defaults))
     if foreign:
         raise GdlabError(
             f"{where}: [optimizer] {', '.join(foreign)} does not apply to {optimizer.name!r}; "
-            f"its hyperparameters are: {', '.join(defaults)}"
+            f"its hyperparameters are: {', '.join(rule.defaults)}"
         )
     hyperparameters = optimizer.hyperparameters()
-    if hyperparameters.get("lr") is None:
-        raise GdlabError(f"{where}: [optimizer] lr is required for {optimizer.name!r}; add e.g. lr = 0.01")
-    try:
-        getattr(gdlab.optim, RULES[optimizer.name])([torch.zeros(1, requires_grad=True)], **hyperparameters)
-    except (ValueError, TypeError) as error:
-        raise GdlabError(f"{where}: [optimizer] {error}") from None
+    missing = [key for key, value in hyperparameters.items() if value is REQUIRED]
+    if missing:
+        raise GdlabError(
+            f"{where}: [optimizer] {', '.join(missing)} is required for {optimizer.name!r}; add e.g. "
+            f"{missing[0]} = 0.01"
+        )
+    probe = [torch.zeros(1, requires_grad=True)]
+    implementations = ["scratch", "torch"] if optimizer.implementation == "both" else [optimizer.implementation]
+    for implementation in implementations:
+        try:
+            rule.build(probe, hyperparameters, implementation)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise GdlabError(f"{where}: [optimizer] {error}") from None
+        except Exception as error:  # a user's class failing in its own constructor
+            raise GdlabError(
+                f"{where}: [optimizer] {optimizer.name} refused these hyperparameters "
+                f"({', '.join(f'{key}={value!r}' for key, value in hyperparameters.items())}): "
+                f"{type(error).__name__}: {error}"
+            ) from None
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file; raise GdlabError naming the key and value on any mistake."""
+def load_study(path: str | Path, optimizers: dict[str, type] | None = None) -> Study:
+    """Read and validate a study file; raise GdlabError naming the key and value on any mistake.
+
+    ``optimizers``: rules of the caller's own by the names the file uses for them
+    (``{"lion": Lion}`` for ``name = "lion"``), e.g. classes defined in a notebook.
+    """
     path = Path(path)
     if not path.is_file():
         raise GdlabError(f"study file {str(path)!r} not found; see experiments/ for examples")
@@ -299,10 +311,18 @@ def load_study(path: str | Path) -> Study:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise GdlabError(f"{path}: not valid TOML: {error}") from None
-    return parse_study(raw, source=str(path))
+    return parse_study(raw, source=str(path), base_dir=path.parent, optimizers=optimizers)
 
 
-def parse_study(raw: dict, source: str = "<study>") -> Study:
+def parse_study(
+    raw: dict, source: str = "<study>", base_dir: str | Path | None = None, optimizers: dict[str, type] | None = None
+) -> Study:
+    """Validate a study read from TOML; ``base_dir`` anchors relative paths to user files
+    (the study file's folder; the working folder by default); ``optimizers`` as in ``load_study``."""
+    try:
+        raw = _anchor_user_files(raw, Path(base_dir) if base_dir is not None else Path.cwd(), optimizers or {})
+    except GdlabError as error:
+        raise GdlabError(f"{source}: [optimizer] {error}") from None
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS) - set(ALL_SECTIONS))
     if unknown:
         raise GdlabError(
@@ -370,8 +390,17 @@ def qualify_key(key: str) -> str:
     return key if "." in key else f"optimizer.{key}"
 
 
-def _check_key_exists(dotted_key: str, where: str) -> None:
+def _check_key_exists(dotted_key: str, where: str, base: "Settings | None" = None) -> None:
+    """A setting's key must exist; an optimizer hyperparameter is checked against the rule itself
+    (by ``_check_optimizer``, or here against ``base``'s rule where no other check follows)."""
     section, _, key = dotted_key.partition(".")
+    if section == "optimizer" and key not in OptimizerSpec.model_fields:
+        if base is not None and key not in base.optimizer.rule().defaults:
+            raise GdlabError(
+                f"{where}: {key!r} is not a hyperparameter of {base.optimizer.name!r}; "
+                f"its hyperparameters are: {', '.join(base.optimizer.rule().defaults)}"
+            )
+        return
     if section not in SETTING_SECTIONS or key not in SETTING_SECTIONS[section].model_fields:
         raise GdlabError(
             f"{where}: {dotted_key!r} is not a setting; use an optimizer hyperparameter (lr, momentum, ...) "
@@ -400,10 +429,10 @@ def _check_search(search: SearchSpec, base: Settings, source: str) -> None:
         if not search.space:
             raise GdlabError(f"{source}: [search] kind = 'random' needs a [search.space] table, e.g. lr = [1e-4, 1.0]")
         for key, (low, high) in search.space.items():
-            _check_key_exists(qualify_key(key), f"{source}: [search.space]")
+            _check_key_exists(qualify_key(key), f"{source}: [search.space]", base)
             if not low < high:
                 raise GdlabError(f"{source}: [search.space] {key} = [{low}, {high}]: low must be below high")
-            if key.rsplit(".", 1)[-1] in LOG_UNIFORM_KEYS and low <= 0:
+            if is_log_uniform(qualify_key(key), base) and low <= 0:
                 raise GdlabError(
                     f"{source}: [search.space] {key} = [{low}, {high}]: {key} is drawn log-uniformly, so low must be > 0"
                 )
@@ -411,7 +440,41 @@ def _check_search(search: SearchSpec, base: Settings, source: str) -> None:
         raise GdlabError(f"{source}: [search] space is only read with kind = 'random' (kind is {search.kind!r})")
 
 
-LOG_UNIFORM_KEYS = ("lr", "weight_decay", "eps")
+def is_log_uniform(dotted_key: str, settings: Settings) -> bool:
+    """Whether a random search draws this setting log-uniformly: as the rule declares (lr, weight
+    decay and other scales; for a user's class, lr, weight_decay and eps)."""
+    section, _, key = dotted_key.partition(".")
+    return section == "optimizer" and key in settings.optimizer.rule().log_uniform
+
+
+def _anchor_user_files(raw: dict, base_dir: Path, optimizers: dict[str, type]) -> dict:
+    """The study with every ``file.py:Class`` rule made absolute from ``base_dir`` (the study
+    file's folder), so that it means the same file wherever gdlab runs, and every name given in
+    ``optimizers`` replaced by the ``module:Class`` target of its object."""
+
+    def anchored(name):
+        if isinstance(name, list):
+            return [anchored(item) for item in name]
+        if isinstance(name, str) and name in optimizers:
+            return target_of(optimizers[name], name)
+        if not is_target(name):
+            return name
+        where, _, attribute = name.rpartition(":")
+        path = resolve_path(where, base_dir)
+        return name if path is None else f"{path}:{attribute}"
+
+    raw = dict(raw)
+    if isinstance(raw.get("optimizer"), dict) and "name" in raw["optimizer"]:
+        raw["optimizer"] = {**raw["optimizer"], "name": anchored(raw["optimizer"]["name"])}
+    search = raw.get("search")
+    if isinstance(search, dict) and isinstance(search.get("configs"), list):
+        search = dict(search)
+        search["configs"] = [
+            {**entry, "name": anchored(entry["name"])} if isinstance(entry, dict) and "name" in entry else entry
+            for entry in search["configs"]
+        ]
+        raw["search"] = search
+    return raw
 
 
 def _check_ablation(ablation: AblationSpec, axes: dict[str, list], source: str) -> None:
