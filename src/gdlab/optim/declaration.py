@@ -29,6 +29,7 @@ file plus its tests.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -101,6 +102,12 @@ class Variant:
     init: Callable[..., Any] | None = None
 
 
+def flag_grid(base: Mapping[str, Any], **axes: list) -> tuple[dict[str, Any], ...]:
+    """``base`` crossed with every combination of ``axes`` (``verify_grid=flag_grid({"lr": 0.01},
+    amsgrad=[False, True], ...)``); combinations the reference refuses are skipped by verify."""
+    return tuple({**base, **dict(zip(axes, values))} for values in itertools.product(*axes.values()))
+
+
 @dataclass(frozen=True)
 class RuleDeclaration:
     """Everything gdlab knows about one update rule; see the module docstring."""
@@ -118,6 +125,10 @@ class RuleDeclaration:
     # Extra keywords for building the reference (torch's single-tensor path).
     reference_kwargs: Mapping[str, Any] = field(default_factory=lambda: {"foreach": False})
     summary: str = ""
+    # The problem ``gdlab verify`` trains both sides on: "mlp" (a small MLP, two param groups),
+    # "matrices" (the same MLP's weight matrices only: rules for 2-D parameters, Muon),
+    # "sparse" (an embedding bag with sparse gradients: SparseAdam).
+    verify_problem: Literal["mlp", "matrices", "sparse"] = "mlp"
 
     def defaults(self) -> dict[str, Any]:
         """Every hyperparameter with its default (``REQUIRED`` where there is none)."""

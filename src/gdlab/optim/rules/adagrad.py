@@ -7,7 +7,7 @@ from torch import Tensor
 
 from gdlab.optim import functional
 from gdlab.optim.adagrad import Adagrad
-from gdlab.optim.declaration import Hyperparameter, RuleDeclaration
+from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, flag_grid
 from gdlab.optim.rules._common import MAXIMIZE, eps, filled_like_each, lr, step_counters, weight_decay
 
 
@@ -41,10 +41,9 @@ RULE = RuleDeclaration(
         eps(1e-10),
         MAXIMIZE,
     ),
-    verify_grid=(
-        {"lr": 0.05},
-        {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
-        {"lr": 0.05, "eps": 1e-8, "maximize": True},
+    verify_grid=flag_grid(
+        {"lr": 0.05}, lr_decay=[0.0, 0.01], initial_accumulator_value=[0.0, 0.1], weight_decay=[0.0, 0.01],
+        maximize=[False, True],
     ),
     summary="gradient scaled by the root of the summed squares",
 )

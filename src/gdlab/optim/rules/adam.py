@@ -7,7 +7,7 @@ from torch import Tensor
 
 from gdlab.optim import functional
 from gdlab.optim.adam import Adam
-from gdlab.optim.declaration import RuleDeclaration
+from gdlab.optim.declaration import RuleDeclaration, flag_grid
 from gdlab.optim.rules._common import MAXIMIZE, betas, betas_of, eps, flag, lr, step_counters, weight_decay, zeros_like_each
 
 
@@ -36,11 +36,7 @@ HYPERPARAMETERS = (
     flag("amsgrad", "keep the running maximum of the second moment"), MAXIMIZE,
 )
 
-VERIFY_GRID = (
-    {"lr": 0.01},
-    {"lr": 0.01, "weight_decay": 0.01, "amsgrad": True},
-    {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "maximize": True},
-)
+VERIFY_GRID = flag_grid({"lr": 0.01}, amsgrad=[False, True], weight_decay=[0.0, 0.01], maximize=[False, True])
 
 RULE = RuleDeclaration(
     name="adam",

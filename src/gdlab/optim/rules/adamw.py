@@ -5,7 +5,7 @@ import functools
 import torch
 
 from gdlab.optim.adam import AdamW
-from gdlab.optim.declaration import RuleDeclaration
+from gdlab.optim.declaration import RuleDeclaration, flag_grid
 from gdlab.optim.rules import adam
 from gdlab.optim.rules._common import weight_decay
 
@@ -19,6 +19,6 @@ RULE = RuleDeclaration(
         weight_decay(1e-2) if hyperparameter.name == "weight_decay" else hyperparameter
         for hyperparameter in adam.HYPERPARAMETERS
     ),
-    verify_grid=adam.VERIFY_GRID,
+    verify_grid=flag_grid({"lr": 0.01}, amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]),
     summary="Adam with decoupled weight decay",
 )

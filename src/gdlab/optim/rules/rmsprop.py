@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from gdlab.optim import functional
-from gdlab.optim.declaration import Hyperparameter, RuleDeclaration
+from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, flag_grid
 from gdlab.optim.rmsprop import RMSprop
 from gdlab.optim.rules._common import MAXIMIZE, eps, flag, lr, step_counters, uses, weight_decay, zeros_like_each
 
@@ -47,10 +47,8 @@ RULE = RuleDeclaration(
         flag("centered", "normalize by the estimated variance instead of the second moment"),
         MAXIMIZE,
     ),
-    verify_grid=(
-        {"lr": 0.01},
-        {"lr": 0.01, "momentum": 0.9, "centered": True},
-        {"lr": 0.01, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.01, "maximize": True},
+    verify_grid=flag_grid(
+        {"lr": 0.01}, centered=[False, True], momentum=[0.0, 0.9], weight_decay=[0.0, 0.01], maximize=[False, True],
     ),
     summary="gradient scaled by a running root mean square",
 )

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from gdlab.optim import functional
-from gdlab.optim.declaration import Hyperparameter, RuleDeclaration
+from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, flag_grid
 from gdlab.optim.rules._common import MAXIMIZE, flag, lr, weight_decay
 from gdlab.optim.sgd import SGD
 
@@ -40,12 +40,9 @@ RULE = RuleDeclaration(
         flag("nesterov", "Nesterov momentum (needs momentum > 0 and dampening 0)"),
         MAXIMIZE,
     ),
-    verify_grid=(
-        {"lr": 0.05},
-        {"lr": 0.05, "momentum": 0.9},
-        {"lr": 0.05, "momentum": 0.9, "dampening": 0.2, "weight_decay": 0.01},
-        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
-        {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "maximize": True},
+    verify_grid=flag_grid(
+        {"lr": 0.05}, momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
+        weight_decay=[0.0, 0.01], maximize=[False, True],
     ),
     summary="stochastic gradient descent with momentum",
 )
