@@ -175,11 +175,22 @@ def test_a_study_compares_builtin_rules_and_a_users_rule_each_with_its_own_setti
           {name = "lion_optimizer.py:Lion", lr = 3e-4},
         ]
     """))
+    path.write_text(path.read_text().replace("seeds = 1", "seeds = 2"))
     summary = run_study(path, out_dir=tmp_path / "out", console=quiet())
     names = [run["config"]["optimizer"].rpartition(":")[2] for run in summary["runs"]]
-    assert names == ["sgd", "adamw", "Lion"]
-    assert "momentum" not in summary["runs"][1]["config"]  # each rule keeps its own hyperparameters
-    assert summary["selected"]["id"] in {run["id"] for run in summary["runs"]}
+    assert names == ["sgd", "sgd", "adamw", "adamw", "Lion", "Lion"]
+    assert "momentum" not in summary["runs"][2]["config"]  # each rule keeps its own hyperparameters
+    # Which rule wins on validation, and by how much, paired by seed.
+    rules = summary["rules"]
+    assert len(rules) == 3
+    winner = max(summary["configurations"], key=lambda c: c["val_accuracy"]["mean"])
+    assert rules[0]["config_id"] == winner["id"] == summary["selected"]["config_id"]
+    assert "difference_from_best" not in rules[0]
+    for row in rules[1:]:
+        assert row["difference_from_best"]["n_pairs"] == 2
+        assert row["difference_from_best"]["effect"] >= 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Rules compared" in report and "| Lion |" in report
 
 
 def test_a_class_from_the_callers_own_module_by_name(tmp_path):

@@ -6,8 +6,10 @@ from gdlab.report import plots
 from gdlab.report.tables import (
     CONFIGURATION_HEADER,
     EFFECT_HEADER,
+    RULE_HEADER,
     configuration_rows,
     effect_rows,
+    rule_rows,
     markdown_table,
     rich_tables,
     selected_lines,
@@ -63,6 +65,15 @@ def write_report(out_dir: str | Path, summary: dict, histories: dict) -> Path:
             "## Scratch rule vs torch.optim",
             "",
             f"Largest per-iteration training-loss difference over {len(summary['pairs'])} pair(s): {worst:.3g}.",
+            "",
+        ]
+    if summary.get("rules"):
+        lines += [
+            "## Rules compared",
+            "",
+            "Each rule's best configuration on validation; its difference from the best rule's, paired by seed.",
+            "",
+            markdown_table(RULE_HEADER, rule_rows(summary)),
             "",
         ]
     if summary.get("ablation"):

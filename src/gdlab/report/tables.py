@@ -82,6 +82,36 @@ def effect_rows(summary: dict) -> list[list[str]]:
 EFFECT_HEADER = ["factor: levels compared", "effect", "95% CI", "p (paired t)", "pairs"]
 
 
+def _rule_label(rule: str) -> str:
+    return rule.rpartition(":")[2] if ":" in rule else rule  # a user's file.py:Class by its class
+
+
+def rule_rows(summary: dict) -> list[list[str]]:
+    """One row per rule of a multi-rule study, best first: its best configuration on validation,
+    that configuration's validation accuracy, and how far below the winner it is, paired by seed."""
+    rows = []
+    for row in summary.get("rules") or []:
+        difference = row.get("difference_from_best")
+        if difference is None or difference["effect"] is None:
+            behind, interval, p_value = ("best" if "val_accuracy" in row else "-"), "-", "-"
+        else:
+            behind = f"{-difference['effect']:+.3f}"
+            interval = "-" if difference["ci_low"] is None else f"{-difference['ci_high']:+.3f} to {-difference['ci_low']:+.3f}"
+            p_value = "-" if difference["p_value"] is None else f"{difference['p_value']:.2g}"
+        rows.append([
+            _rule_label(row["rule"]),
+            row.get("config_id") or row.get("status", "-"),
+            _mean_ci(row.get("val_accuracy")),
+            behind,
+            interval,
+            p_value,
+        ])
+    return rows
+
+
+RULE_HEADER = ["rule", "best configuration", "val acc ± 95% CI", "vs best", "95% CI", "p (paired t)"]
+
+
 def rich_tables(summary: dict) -> list[Table]:
     # A light box leaves room for long configuration ids in an 80-column terminal.
     table = Table(title=f"{summary['experiment']}: configurations (* = selected)", box=box.SIMPLE_HEAD)
@@ -93,6 +123,13 @@ def rich_tables(summary: dict) -> list[Table]:
         style = "red" if row[1].startswith(("diverged", "partly")) else None
         table.add_row(*row[:5], style=style)
     tables = [table]
+    if summary.get("rules"):
+        rules = Table(title="rules compared: each rule's best on validation, paired by seed", box=box.SIMPLE_HEAD)
+        for column in RULE_HEADER:
+            rules.add_column(column, no_wrap=column != "best configuration")
+        for row in rule_rows(summary):
+            rules.add_row(*row)
+        tables.append(rules)
     if summary.get("ablation"):
         effects = Table(title="ablation: each factor's effect on test accuracy, paired by seed", box=box.SIMPLE_HEAD)
         for column in EFFECT_HEADER:

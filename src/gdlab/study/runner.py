@@ -22,7 +22,7 @@ from gdlab.study.backends import BACKENDS, plan_jobs, run_jobs
 from gdlab.study.execute import RunOutcome, data_for, test_metrics
 from gdlab.study.records import StudyFolder, json_safe, write_json
 from gdlab.study.search import RunPlan, plan_runs
-from gdlab.study.selection import ablation, evaluate_on_test, select_best, summarize_configurations
+from gdlab.study.selection import ablation, compare_rules, evaluate_on_test, select_best, summarize_configurations
 from gdlab.study.spec import Study, load_study
 from gdlab.train import History
 
@@ -245,6 +245,9 @@ def summarize(study: Study, plans: list[RunPlan], records: dict[str, dict], fold
     ]
     if pairs:
         summary["pairs"] = pairs
+    rules = compare_rules(results)
+    if rules is not None:
+        summary["rules"] = rules
     if study.ablation.factors:
         summary["ablation"] = ablation(study, results, tested, lambda result: evaluate_on_test(result, test_run))
     summary["environment"] = {

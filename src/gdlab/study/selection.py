@@ -153,3 +153,45 @@ def ablation(study: Study, results: list[ConfigurationResult], tested: dict[str,
         effect = paired_effect(with_first, with_second)
         effects.append({"factor": factor, "first": first, "second": second, **effect.to_dict()})
     return {"factors": factors, "arms": arm_rows, "effects": effects}
+
+
+def compare_rules(results: list[ConfigurationResult]) -> list[dict] | None:
+    """With more than one rule in the study: each rule's best configuration on validation, its
+    validation accuracy with its interval, and its difference from the winning rule's best,
+    paired by seed (the seeds share initialization and batch order). None for a one-rule study.
+
+    Judged on validation only, as selection is: the test set stays for the selected configuration.
+    """
+    by_rule: dict[str, list[ConfigurationResult]] = {}
+    for result in results:
+        by_rule.setdefault(result.configuration.settings.optimizer.name, []).append(result)
+    if len(by_rule) < 2:
+        return None
+    best = {rule: select_best(members) for rule, members in by_rule.items()}
+    ranked = sorted(
+        (rule for rule in best if best[rule] is not None),
+        key=lambda rule: -best[rule].metric("val_accuracy").mean,
+    )
+    winner = best[ranked[0]] if ranked else None
+    rows = []
+    for rule in ranked + [rule for rule in best if best[rule] is None]:
+        result = best[rule]
+        row: dict = {"rule": rule, "config_id": result.configuration.id if result else None}
+        if result is None:
+            row["status"] = "every configuration diverged"
+        else:
+            row["val_accuracy"] = result.metric("val_accuracy").to_dict()
+            if result is not winner:
+                row["difference_from_best"] = _paired_by_seed(winner, result).to_dict()
+        rows.append(row)
+    return rows
+
+
+def _paired_by_seed(first: ConfigurationResult, second: ConfigurationResult):
+    second_by_seed = {plan.seed: record for plan, record in zip(second.plans, second.records)}
+    pairs = [
+        (record["val_accuracy"], second_by_seed[plan.seed]["val_accuracy"])
+        for plan, record in zip(first.plans, first.records)
+        if plan.seed in second_by_seed and record["status"] == second_by_seed[plan.seed]["status"] == "ok"
+    ]
+    return paired_effect([a for a, _ in pairs], [b for _, b in pairs])
