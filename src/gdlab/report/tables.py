@@ -86,30 +86,30 @@ def _rule_label(rule: str) -> str:
     return rule.rpartition(":")[2] if ":" in rule else rule  # a user's file.py:Class by its class
 
 
-def rule_rows(summary: dict) -> list[list[str]]:
+def rule_rows(summary: dict, short_ids: bool = False) -> list[list[str]]:
     """One row per rule of a multi-rule study, best first: its best configuration on validation,
-    that configuration's validation accuracy, and how far below the winner it is, paired by seed."""
+    that configuration's validation accuracy, and how far below the winner it is, paired by seed
+    (with the interval of that gap and the paired t-test's p). ``short_ids``: the configuration's
+    number only, for an 80-column terminal (the configurations table above gives the whole id)."""
     rows = []
     for row in summary.get("rules") or []:
         difference = row.get("difference_from_best")
         if difference is None or difference["effect"] is None:
-            behind, interval, p_value = ("best" if "val_accuracy" in row else "-"), "-", "-"
+            behind, p_value = ("best" if "val_accuracy" in row else "-"), "-"
         else:
             behind = f"{-difference['effect']:+.3f}"
-            interval = "-" if difference["ci_low"] is None else f"{-difference['ci_high']:+.3f} to {-difference['ci_low']:+.3f}"
+            if difference["ci_low"] is not None:
+                behind += f" ({-difference['ci_high']:+.3f} to {-difference['ci_low']:+.3f})"
             p_value = "-" if difference["p_value"] is None else f"{difference['p_value']:.2g}"
-        rows.append([
-            _rule_label(row["rule"]),
-            row.get("config_id") or row.get("status", "-"),
-            _mean_ci(row.get("val_accuracy")),
-            behind,
-            interval,
-            p_value,
-        ])
+        config_id = row.get("config_id")
+        if config_id and short_ids:
+            config_id = config_id.split("_", 1)[0]
+        rows.append([_rule_label(row["rule"]), config_id or row.get("status", "-"),
+                     _mean_ci(row.get("val_accuracy")), behind, p_value])
     return rows
 
 
-RULE_HEADER = ["rule", "best configuration", "val acc ± 95% CI", "vs best", "95% CI", "p (paired t)"]
+RULE_HEADER = ["rule", "best configuration", "val acc ± 95% CI", "vs best (95% CI)", "p (paired t)"]
 
 
 def rich_tables(summary: dict) -> list[Table]:
@@ -125,9 +125,9 @@ def rich_tables(summary: dict) -> list[Table]:
     tables = [table]
     if summary.get("rules"):
         rules = Table(title="rules compared: each rule's best on validation, paired by seed", box=box.SIMPLE_HEAD)
-        for column in RULE_HEADER:
-            rules.add_column(column, no_wrap=column != "best configuration")
-        for row in rule_rows(summary):
+        for column in ["rule", "config", *RULE_HEADER[2:]]:
+            rules.add_column(column, no_wrap=True)
+        for row in rule_rows(summary, short_ids=True):
             rules.add_row(*row)
         tables.append(rules)
     if summary.get("ablation"):
