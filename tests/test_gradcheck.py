@@ -225,7 +225,7 @@ def run_check(backward, sizes=(6, 5, 4, 3), activation="tanh", loss="mse", seed=
     torch.manual_seed(seed)
     model = MLP(list(sizes), activation=activation)
     x = torch.randn(BATCH, sizes[0])
-    if loss == "mse":
+    if loss == "mse" or callable(loss):
         y = torch.randn(BATCH, sizes[-1])
     else:
         y = torch.randint(0, sizes[-1], (BATCH,))
@@ -255,12 +255,17 @@ def test_gdlab_backprop_mlp_itself_passes():
     assert net.layers[0].weight.dtype == torch.float32  # the check ran on a float64 copy
 
 
-def test_missing_batch_mean():
+def test_a_gradient_summed_over_the_batch_is_the_summed_cross_entropy_not_a_mistake():
     report = run_check(backward_pass(lambda y, t: cross_entropy_gradient(y, t) * len(t)), loss="cross_entropy")
-    finding = whole_network_finding(report)
-    assert not report.ok
-    assert finding.kind == "missing_mean" and finding.factor == pytest.approx(BATCH)
-    assert "missing mean over the batch" in finding.message and f"{BATCH} is the batch size" in finding.message
+    assert not report.ok and report.gradients_ok
+    assert report.verdict == "other_reduction" and report.kind == "variant"
+    assert report.reduction.factor == pytest.approx(BATCH)
+    assert f"N = {BATCH} (the batch size)" in report.reduction.message
+    assert 'reduction="sum"' in report.reduction.message
+    assert report.findings == []  # nothing else is wrong, and the reduction is no finding of a mistake
+    summed = run_check(backward_pass(lambda y, t: cross_entropy_gradient(y, t) * len(t)), loss="cross_entropy",
+                       reduction="sum")
+    assert summed.ok and summed.verdict == "ok"
 
 
 def test_extra_batch_mean():
@@ -270,11 +275,23 @@ def test_extra_batch_mean():
     assert "extra mean" in finding.message
 
 
-def test_mse_divided_by_the_batch_only_misses_the_mean_over_outputs():
+def test_mse_divided_by_the_batch_only_is_the_per_example_sum_averaged_over_the_batch():
+    # 2 (y - t) / N is the gradient of ((y - t)**2).sum(1).mean(), a loss of its own, 3 (outputs) x F.mse_loss.
     report = run_check(backward_pass(lambda y, t: 2 * (y - t) / len(y)))
+    assert report.verdict == "other_reduction" and report.reduction.factor == pytest.approx(3)
+    assert "summed over the outputs and averaged over the batch" in report.reduction.message
+    assert "C = 3 (outputs per example)" in report.reduction.message
+    as_trained = run_check(backward_pass(lambda y, t: 2 * (y - t) / len(y)),
+                           loss=lambda y_pred, y: ((y_pred - y) ** 2).sum(1).mean())
+    assert as_trained.ok
+
+
+def test_a_mistake_on_top_of_a_reduction_is_still_a_mistake():
+    # Summed over everything (x N·C) and the sign flipped: the reduction is said, the sign is the finding.
+    report = run_check(backward_pass(lambda y, t: 2 * (t - y)))
+    assert report.verdict == "mismatch" and report.reduction.factor == pytest.approx(BATCH * 3)
     finding = whole_network_finding(report)
-    assert finding.kind == "missing_mean" and finding.factor == pytest.approx(3)
-    assert "number of outputs" in finding.message and "y_pred.numel()" in finding.message
+    assert finding.kind == "sign_flipped" and finding.factor == pytest.approx(-1)
 
 
 def test_sign_error():
@@ -363,93 +380,42 @@ def test_every_layer_wrong_without_a_common_factor_points_at_the_loss_gradient()
     assert finding.kind == "loss_gradient" and "softmax(y_pred) - onehot(y_true)" in finding.message
 
 
-# ---------------------------------------------------------------- the course report's backward pass
+# ---------------------------------------------------------------- storage, layer order, calls
+# (the course's own code, and code shaped like it, is in tests/test_gradcheck_user_code.py)
 
 
-class CourseNet(nn.Module):
-    """The course's network layout: fc["1".."L"], activation dicts f/df, caches z/a keyed by layer."""
+def test_a_gradient_scaled_by_a_fudge_factor_is_wrong_for_any_loss():
+    def fudged(model, y_true, y_pred):
+        return [(1e-9 * w, 1e-9 * b) for w, b in backward_pass(mse_gradient)(model, y_true, y_pred)]
 
-    def __init__(self, sizes):
+    report = run_check(fudged)
+    finding = whole_network_finding(report)
+    assert report.verdict == "mismatch" and report.reduction is None
+    assert finding.kind == "constant_factor" and finding.factor == pytest.approx(1e-9)
+    assert "fudge factor" in finding.message
+
+
+class OutputDefinedFirst(nn.Module):
+    def __init__(self):
         super().__init__()
-        self.L = len(sizes) - 1
-        self.fc = nn.ModuleDict({str(l): nn.Linear(sizes[l - 1], sizes[l]) for l in range(1, self.L + 1)})
-        self.f = {l: torch.relu for l in range(1, self.L)} | {self.L: lambda z: z}
-        self.df = {l: (lambda z: (z > 0).to(z.dtype)) for l in range(1, self.L)} | {
-            self.L: lambda z: torch.ones_like(z)
-        }
-        self.z, self.a, self.dL_dw, self.dL_db = {}, {}, {}, {}
+        self.out = nn.Linear(5, 3)
+        self.hidden = nn.Linear(6, 5)
 
     def forward(self, x):
-        self.a[0] = torch.flatten(x, 1)
-        for l in range(1, self.L + 1):
-            self.z[l] = self.fc[str(l)](self.a[l - 1])
-            self.a[l] = self.f[l](self.z[l])
-        return self.a[self.L]
+        self.x, self.h = x, torch.tanh(self.hidden(x))
+        return self.out(self.h)
 
 
-def report_004_backpropagation(model, y_true, y_pred):
-    """Verbatim from /work/shared/reference/004_backprop_and_sweep_report.txt."""
-    with torch.no_grad():
-        # MSE = (pred - true)^2
-        # MSE_derived = 2(pred - true)
-        # The slope of the loss function can be computed like this:
-        grad_post_activation = 2 * (y_pred - y_true)
+def test_layers_are_taken_in_the_order_the_forward_calls_them():
+    def backward(model, y_true, y_pred):
+        delta = mse_gradient(y_pred, y_true)
+        hidden = (delta @ model.out.weight) * (1 - model.h**2)
+        return [(hidden.T @ model.x, hidden.sum(0)), (delta.T @ model.h, delta.sum(0))]
 
-        # Compute gradient for each layer backwards from output layer to the first hidden layer
-        for layer in range(model.L, 0, -1):
-
-            # Slope of loss with respect to pre-activation of current layer
-            grad_pre_activation = grad_post_activation * model.df[layer](model.z[layer])
-
-            # Compute gradients of the loss with respect to the weights and biases of the current layer
-            model.dL_dw[layer] = torch.matmul(grad_pre_activation.T, model.a[layer - 1])
-            model.dL_db[layer] = torch.sum(grad_pre_activation, dim=0)
-
-            # Compute the gradient of the loss with respect to the output of the previous layer
-            grad_post_activation = torch.matmul(grad_pre_activation, model.fc[str(layer)].weight)
-
-
-def course_inputs(seed=0, batch_size=BATCH):
-    torch.manual_seed(seed)
-    model = CourseNet([3 * 2 * 2, 16, 8, 2])
-    x = torch.randn(batch_size, 3, 2, 2)
-    y = F.one_hot(torch.randint(0, 2, (batch_size,)), 2).float()
-    return model, x, y
-
-
-def test_the_course_reports_backward_pass_is_missing_the_mean_over_all_elements():
-    model, x, y = course_inputs()
-    report = check_mlp_backward(report_004_backpropagation, x, y, model=model, loss="mse")
-    assert not report.ok and not report.finite_differences.ok
-    finding = whole_network_finding(report)
-    # F.mse_loss averages over N x C = 12 x 2 = 24 elements; the code divides by nothing.
-    assert finding.kind == "missing_mean" and finding.factor == pytest.approx(BATCH * 2)
-    assert "missing mean" in finding.message and "number of elements of y_pred (12 x 2)" in finding.message
-    assert "y_pred.numel()" in finding.message and "fudge factor" in finding.message
-    assert [row.name for row in report.comparisons][:2] == ["fc.1.weight", "fc.1.bias"]
-
-
-def test_the_course_reports_backward_pass_passes_once_the_mean_is_added():
-    def fixed(model, y_true, y_pred):
-        report_004_backpropagation(model, y_true, y_pred)
-        for layer in model.dL_dw:
-            model.dL_dw[layer] = model.dL_dw[layer] / y_pred.numel()
-            model.dL_db[layer] = model.dL_db[layer] / y_pred.numel()
-
-    model, x, y = course_inputs(seed=1)
-    assert check_mlp_backward(fixed, x, y, model=model, loss="mse").ok
-
-
-def test_the_reports_1e9_fudge_factor_does_not_make_the_gradient_pass():
-    def fudged(model, y_true, y_pred):
-        report_004_backpropagation(model, y_true, y_pred)
-        return [(1e-9 * model.dL_dw[l], 1e-9 * model.dL_db[l]) for l in range(1, model.L + 1)]
-
-    model, x, y = course_inputs()
-    report = check_mlp_backward(fudged, x, y, model=model, loss="mse")
-    finding = whole_network_finding(report)
-    assert not report.ok
-    assert finding.kind == "constant_factor" and finding.factor == pytest.approx(1e-9 * BATCH * 2)
+    torch.manual_seed(0)
+    report = check_mlp_backward(backward, torch.randn(BATCH, 6), torch.randn(BATCH, 3), model=OutputDefinedFirst())
+    assert report.ok
+    assert [row.name for row in report.comparisons] == ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
 
 
 def test_gradients_stored_as_a_list_indexed_from_one_are_read_in_layer_order():
@@ -476,38 +442,50 @@ def test_a_backward_pass_that_needs_autograd_fails_loudly():
 
 
 def test_check_mlp_backward_explains_bad_calls():
-    model, x, y = course_inputs()
+    torch.manual_seed(0)
+    model = MLP([6, 5, 3])
+    x, y = torch.randn(BATCH, 6), torch.randn(BATCH, 3)
+    correct = backward_pass(mse_gradient)
     with pytest.raises(GdlabError, match="model=net"):
-        check_mlp_backward(report_004_backpropagation, x, y)
+        check_mlp_backward(correct, x, y)
     with pytest.raises(GdlabError, match="no backward"):
-        check_mlp_backward(model, x, y)
+        check_mlp_backward(nn.Sequential(nn.Linear(6, 3)), x, y)
     with pytest.raises(GdlabError, match="one_hot"):
-        check_mlp_backward(report_004_backpropagation, x, y.argmax(1), model=model, loss="mse")
+        check_mlp_backward(correct, x, y.argmax(1), model=model, loss="mse")
     with pytest.raises(GdlabError, match="argmax"):
-        check_mlp_backward(report_004_backpropagation, x, y, model=model, loss="cross_entropy")
-    with pytest.raises(GdlabError, match="'hinge'"):
-        check_mlp_backward(report_004_backpropagation, x, y, model=model, loss="hinge")
-    with pytest.raises(GdlabError, match="returned None.*dL_dW"):
-        check_mlp_backward(lambda model, y_true, y_pred: None, x, y, model=nn.Sequential(nn.Flatten(), nn.Linear(12, 2)))
+        check_mlp_backward(correct, x, y, model=model, loss="cross_entropy")
+    with pytest.raises(GdlabError, match="'hinge'.*your own loss function"):
+        check_mlp_backward(correct, x, y, model=model, loss="hinge")
+    with pytest.raises(GdlabError, match="reduction must be 'mean' or 'sum'"):
+        check_mlp_backward(correct, x, y, model=model, reduction="batchmean")
+    with pytest.raises(GdlabError, match=r"returned None.*gradients="):
+        check_mlp_backward(lambda model, y_true, y_pred: None, x, y, model=nn.Sequential(nn.Linear(6, 3)))
     with pytest.raises(GdlabError, match="2 nn.Linear layers, got 1"):
         check_mlp_backward(
-            lambda model, y_true, y_pred: [(torch.ones(4, 12), torch.ones(4))], x, y,
-            model=nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.Linear(4, 2)),
+            lambda model, y_true, y_pred: [(torch.ones(4, 6), torch.ones(4))], x, y,
+            model=nn.Sequential(nn.Linear(6, 4), nn.Linear(4, 3)),
         )
+    with pytest.raises(GdlabError, match=r"cannot be called as backward\(model, y_true, y_pred\)"):
+        check_mlp_backward(lambda model, x, y_true, y_pred: None, x, y, model=model)
+    with pytest.raises(GdlabError, match="not a place"):
+        check_mlp_backward(correct, x, y, model=model, gradients="somewhere")
 
 
 # ---------------------------------------------------------------- the report as text
 
 
 def test_render_shows_every_tensor_the_verdicts_and_the_diagnosis():
-    model, x, y = course_inputs()
-    text = str(check_mlp_backward(report_004_backpropagation, x, y, model=model, loss="mse"))
-    for name in ("fc.1.weight", "fc.3.bias", "analytic vs autograd", "analytic vs finite differences"):
+    text = run_check(backward_pass(lambda y, t: 2 * (t - y) / y.numel()), sizes=(6, 5, 3)).render()
+    for name in ("layers.0.weight", "layers.1.bias", "analytic vs autograd", "analytic vs finite differences"):
         assert name in text
-    assert "MISMATCH" in text and "[missing_mean]" in text and text.rstrip().endswith("Verdict: MISMATCH")
+    assert "MISMATCH" in text and "[sign_flipped]" in text and text.rstrip().endswith("Verdict: MISMATCH")
     assert text.count("Every gradient") == 1  # the per-tensor repeats are folded into one finding
     good = run_check(backward_pass(mse_gradient)).render()
     assert "MISMATCH" not in good and good.rstrip().endswith("Verdict: OK")
+    summed = run_check(backward_pass(lambda y, t: 2 * (y - t))).render()
+    assert summed.startswith("Loss: your gradient is for the summed loss")
+    assert "MISMATCH" not in summed and "analytic vs autograd of the summed loss (36 x the loss given)" in summed
+    assert summed.rstrip().endswith("Verdict: OTHER REDUCTION: right for the summed loss, not for the loss given")
 
 
 # ---------------------------------------------------------------- where finite differences cannot be trusted

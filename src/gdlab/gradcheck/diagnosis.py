@@ -3,13 +3,15 @@
 Per tensor, in this order (the first that fits wins):
 
 - ``not_finite``     it holds NaN or inf;
+- ``not_summed_over_batch`` it has one row per example, shape (N, *parameter shape): a bias
+  gradient that was never summed over the batch;
 - ``shape_mismatch`` its shape is not the parameter's (a transposed 2-D shape is ``transposed``);
 - ``all_zero``       it is all zeros while the reference is not;
 - a constant factor c, with a = c·r within the tolerances. c is the median of
   a_i / r_i over the elements whose |r_i| is at least 1e-3 of the largest, so
   a few elements near zero cannot sway it. c is then named, when it is a
   product of ±1, 2^(±1) and (batch size | outputs | batch size · outputs)^(±1):
-  ``missing_mean`` (N, C or N·C), ``extra_mean`` (their inverses),
+  ``missing_mean`` (N, C or N·C, over what the loss averages), ``extra_mean`` (their inverses),
   ``factor_of_two`` (2 or 1/2), ``sign_flipped`` (-1); other products and
   unnamed factors are ``constant_factor``;
 - ``transposed``     a square gradient equal to the reference transposed (or a multiple of it);
@@ -19,6 +21,7 @@ Across tensors named ``<layer>.<parameter>`` (in forward order):
 
 - every tensor off by the same factor: one finding of that kind with ``tensor=None``;
 - ``one_layer``      a single layer wrong while the others match (``layer`` names it);
+- ``bias_gradient``  only bias gradients wrong, in several layers: dL/dz is right everywhere;
 - ``backward_flow``  the last layers match and everything from layer k down is
   wrong: the gradient carried back into layer k is wrong (``layer`` = k);
 - ``loss_gradient``  every tensor wrong, with no common factor.
@@ -48,21 +51,27 @@ class Finding:
     factor: float | None = None
 
 
-def diagnose(analytic, reference, names=None, batch_size=None, output_size=None, rtol=None, atol=None):
+def diagnose(
+    analytic, reference, names=None, batch_size=None, output_size=None, rtol=None, atol=None,
+    averaged=("batch", "outputs"), loss_hint=None,
+):
     """Findings for every tensor where ``analytic`` and ``reference`` disagree, then across layers.
 
     ``batch_size`` (N) and ``output_size`` (C, outputs per example; give it for
     a loss averaged over all N·C outputs such as mse) let a constant factor be
-    named as a missing or extra mean. Tolerances as in ``compare``.
+    named as a missing or extra mean. ``averaged`` says over which of "batch"
+    and "outputs" the loss averages: only there can a mean be missing (a
+    summed loss has none to miss). ``loss_hint`` is the loss gradient spelled
+    out for the advice when every layer is wrong. Tolerances as in ``compare``.
     """
     analytic, reference, names = as_named_tensors(analytic, reference, names, "diagnose")
     rtol, atol = resolve_tolerances(analytic, reference, rtol, atol)
-    counts = _mean_factors(batch_size, output_size)
+    counts = _mean_factors(batch_size, output_size, averaged)
     findings = {}
     for name, a, r in zip(names, analytic, reference):
         if not is_close(a, r, rtol, atol):
             findings[name] = _diagnose_tensor(name, a, r, rtol, atol, counts)
-    across = _across_tensors(names, findings, counts)
+    across = _across_tensors(names, findings, counts, loss_hint or DEFAULT_LOSS_HINT)
     return across + list(findings.values())
 
 
@@ -77,6 +86,8 @@ def _diagnose_tensor(name, a, r, rtol, atol, counts) -> Finding:
             tensor=name,
         )
     if a.shape != r.shape:
+        if a.dim() == r.dim() + 1 and a.shape[1:] == r.shape and a.shape[0] > 1:
+            return _not_summed(name, a, r, rtol, atol, counts)
         if a.dim() == 2 and r.dim() == 2 and a.shape == r.T.shape:
             return _transposed(name, a.T, r, rtol, atol, counts)
         return _shape_mismatch(name, a, r, rtol, atol, counts)
@@ -150,6 +161,36 @@ def _transposed(name, a_transposed, r, rtol, atol, counts) -> Finding:
     )
 
 
+def _not_summed(name, a, r, rtol, atol, counts) -> Finding:
+    rows = a.shape[0]
+    head = (
+        f"{name} has shape {tuple(a.shape)}, one row per example, where the parameter has shape "
+        f"{tuple(r.shape)}: it was never summed over the batch. A bias gradient is dL/dz.sum(dim=0)"
+    )
+    summed = a.sum(dim=0)
+    if is_close(summed, r, rtol, atol):
+        return Finding(
+            "not_summed_over_batch", f"{head}; summed over dim 0 it is right.", "not summed over the batch",
+            tensor=name,
+        )
+    factor = _fitted_factor(summed, r, rtol, atol)
+    if factor is not None:
+        scaled = _factor_finding(name, factor, counts)
+        return Finding(
+            "not_summed_over_batch",
+            f"{head}; summed over dim 0 it is still off: {scaled.message}",
+            f"not summed over the batch; {scaled.summary}",
+            tensor=name,
+            factor=factor,
+        )
+    return Finding(
+        "not_summed_over_batch",
+        f"{head}; summed over dim 0 it still differs (the {rows} rows hold something else than dL/dz).",
+        "not summed over the batch, values differ",
+        tensor=name,
+    )
+
+
 def _shape_mismatch(name, a, r, rtol, atol, counts) -> Finding:
     head = (
         f"{name} has shape {tuple(a.shape)} but the parameter has shape {tuple(r.shape)}; a "
@@ -172,17 +213,19 @@ def _shape_mismatch(name, a, r, rtol, atol, counts) -> Finding:
     )
 
 
-def _mean_factors(batch_size, output_size):
-    """(value, what it divides over, what the value is) for the counts a loss mean divides by."""
+def _mean_factors(batch_size, output_size, averaged=("batch", "outputs")):
+    """(value, what it divides over, what the value is, whether the loss averages there) per count."""
     counts = []
     n = int(batch_size) if batch_size else 1
     c = int(output_size) if output_size else 1
+    averaged = set(averaged or ())
     if n > 1:
-        counts.append((n, "batch", "the batch size"))
+        counts.append((n, "batch", "the batch size", "batch" in averaged))
     if c > 1:
-        counts.append((c, "outputs", "the number of outputs per example"))
+        counts.append((c, "outputs", "the number of outputs per example", "outputs" in averaged))
     if n > 1 and c > 1:
-        counts.append((n * c, "elements", f"the number of elements of y_pred ({n} x {c})"))
+        counts.append((n * c, "elements", f"the number of elements of y_pred ({n} x {c})",
+                       {"batch", "outputs"} <= averaged))
     return counts
 
 
@@ -197,8 +240,9 @@ _MISSING_MEAN_ADVICE = {
     "scaling the update down instead (a tiny learning rate or a fudge factor) only hides it.",
 }
 _EXTRA_MEAN_ADVICE = (
-    "the gradient is divided by it twice: an extra mean. Divide only once, in the loss gradient where "
-    "backward starts; dW = dL/dz.T @ a_prev and db = dL/dz.sum(dim=0) must stay sums."
+    "the gradient is divided by it once too often: an extra mean. The loss's own mean, if it has one, "
+    "enters once, in the loss gradient where backward starts; dW = dL/dz.T @ a_prev and "
+    "db = dL/dz.sum(dim=0) must stay sums over the batch."
 )
 _TWO_ADVICE = {
     0.5: "the factor 2 of the squared error's derivative is missing: the mse derivative is "
@@ -221,8 +265,9 @@ _LABELS = {
 def _explanations(factor, counts):
     """The simplest products of known causes equal to ``factor``, each a list of (kind, text)."""
     count_options = [(1, [])]
-    for value, over, what in counts:
-        count_options.append((value, [("missing_mean", f"{value} is {what}: {_MISSING_MEAN_ADVICE[over]}")]))
+    for value, over, what, averages in counts:
+        if averages:
+            count_options.append((value, [("missing_mean", f"{value} is {what}: {_MISSING_MEAN_ADVICE[over]}")]))
         count_options.append((1 / value, [("extra_mean", f"1/{value}: {value} is {what} and {_EXTRA_MEAN_ADVICE}")]))
     two_options = [(1, [])] + [(value, [("factor_of_two", text)]) for value, text in _TWO_ADVICE.items()]
     sign_options = [(1, []), (-1, [("sign_flipped", _SIGN_ADVICE)])]
@@ -283,7 +328,10 @@ def _layer_of(name):
     return name.rsplit(".", 1)[0] if "." in name else None
 
 
-def _across_tensors(names, findings, counts) -> list[Finding]:
+DEFAULT_LOSS_HINT = "mse: 2 (y_pred - y_true) / y_pred.numel(); cross_entropy: (softmax(y_pred) - onehot(y_true)) / N"
+
+
+def _across_tensors(names, findings, counts, loss_hint=DEFAULT_LOSS_HINT) -> list[Finding]:
     if not findings:
         return []
     common = _common_factor(names, findings, counts)
@@ -296,6 +344,17 @@ def _across_tensors(names, findings, counts) -> list[Finding]:
     last_wrong = layers.index(wrong[-1])
     if len(wrong) == 1:
         return [_one_layer(wrong[0], layers, findings)]
+    if all(name.endswith(".bias") for name in findings) and any(name.endswith(".weight") for name in names):
+        listed = ", ".join(wrong)
+        return [
+            Finding(
+                "bias_gradient",
+                f"Only bias gradients are wrong, in {listed}; every weight gradient matches, so dL/dz is right "
+                "in every layer and the mistake is in how db is made from it: db = dL/dz.sum(dim=0), summed "
+                "over the batch and shaped like the bias.",
+                "only bias gradients wrong",
+            )
+        ]
     if wrong == layers[: last_wrong + 1] and last_wrong + 1 < len(layers):
         after = layers[last_wrong + 1]
         return [
@@ -315,8 +374,7 @@ def _across_tensors(names, findings, counts) -> list[Finding]:
             Finding(
                 "loss_gradient",
                 "Every gradient is wrong, the output layer's too, and not by one common factor: start "
-                "with the loss gradient where backward starts (mse: 2 (y_pred - y_true) / y_pred.numel(); "
-                "cross_entropy: (softmax(y_pred) - onehot(y_true)) / N), then the output layer's "
+                f"with the loss gradient where backward starts ({loss_hint}), then the output layer's "
                 "dW = dL/dz.T @ a_prev and db = dL/dz.sum(dim=0).",
                 "every layer wrong",
             )
@@ -348,7 +406,12 @@ def _one_layer(layer, layers, findings) -> Finding:
     position = layers.index(layer)
     own = [finding for name, finding in findings.items() if _layer_of(name) == layer]
     what = "; ".join(f"{finding.tensor}: {finding.summary}" for finding in own)
-    if position == len(layers) - 1:
+    if all(finding.tensor.endswith(".bias") for finding in own):
+        where = (
+            "Its weight gradient matches, so dL/dz is right there: the mistake is in how its bias gradient "
+            "is made from it, db = dL/dz.sum(dim=0)."
+        )
+    elif position == len(layers) - 1:
         where = (
             "The layers before it match, so the loss gradient reaching it is right: the mistake is in "
             "its own dW = dL/dz.T @ a_prev or db = dL/dz.sum(dim=0)."
