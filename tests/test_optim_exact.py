@@ -149,8 +149,13 @@ def assert_same_state(state_dict, reference_state_dict):
             assert state[index][key].dtype == value.dtype, (index, key)
             assert torch.equal(state[index][key], value), (index, key)
     for group, reference_group in zip(state_dict["param_groups"], reference_state_dict["param_groups"]):
+        # The same group keys, torch's implementation switches included; the values are
+        # equal but for foreach, which only the reference was given (foreach=False).
+        assert group.keys() == reference_group.keys()
         for key, value in group.items():
-            assert reference_group[key] == value, key
+            if key != "foreach":
+                assert reference_group[key] == value, key
+        assert group["foreach"] is None and reference_group["foreach"] is False
 
 
 @pytest.mark.parametrize("name", RULES)
@@ -248,3 +253,50 @@ def test_decoupled_weight_decay_per_group_as_in_torch_adam():
             opt.step()
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
     assert not torch.equal(model.layers[0].weight, plain_adam.layers[0].weight)
+
+
+# Tensor hyperparameters, as torch takes them: a 1-element lr of any shape (squeezed by
+# torch's _to_scalar at each step) and, for Adam and AdamW, betas (squeezed at construction).
+TENSOR_HYPERPARAMETERS = {
+    "SGD": {"lr": torch.tensor([0.05]), "momentum": 0.9},
+    "Adam": {"lr": torch.tensor([0.01]), "betas": (torch.tensor([[[0.8]]]), torch.tensor([[0.99]])), "amsgrad": True},
+    "AdamW": {"lr": torch.tensor(0.01), "betas": (torch.tensor(0.8), torch.tensor([0.99])), "weight_decay": 0.1},
+    "RMSprop": {"lr": torch.tensor([[0.01]]), "centered": True, "momentum": 0.5},
+    "Adagrad": {"lr": torch.tensor(0.05), "lr_decay": 0.3},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", RULES)
+def test_tensor_hyperparameters_with_a_scheduler_are_bit_exact(name, dtype):
+    """The scheduler writes the (float32) tensor lr in place; torch then computes its step size
+    in float32 arithmetic, and so does gdlab. Float hyperparameters of the same values give
+    another result: the comparison tells the two paths apart."""
+    gdlab_class, torch_class = RULES[name][:2]
+    torch.manual_seed(3)
+    model = MLP([5, 7, 3], activation="tanh").to(dtype)
+    nets = [copy.deepcopy(model) for _ in range(3)]
+    x, y = torch.randn(24, 5, dtype=dtype), torch.randint(0, 3, (24,))
+    as_floats = {
+        key: (tuple(beta.item() for beta in value) if key == "betas" else value.item())
+        if key in ("lr", "betas") else value
+        for key, value in TENSOR_HYPERPARAMETERS[name].items()
+    }
+    optimizers = [
+        gdlab_class(nets[0].parameters(), **copy.deepcopy(TENSOR_HYPERPARAMETERS[name])),
+        torch_class(nets[1].parameters(), foreach=False, **copy.deepcopy(TENSOR_HYPERPARAMETERS[name])),
+        gdlab_class(nets[2].parameters(), **as_floats),
+    ]
+    schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9) for opt in optimizers]
+    for _ in range(20):
+        for net, opt, sched in zip(nets, optimizers, schedulers):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            sched.step()
+    assert isinstance(optimizers[0].param_groups[0]["lr"], torch.Tensor)
+    assert_same_state(optimizers[0].state_dict(), optimizers[1].state_dict())
+    for param, reference in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(param, reference)
+    if dtype == torch.float64 and name != "SGD":  # SGD's step size is lr itself, exact either way
+        assert not all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[2].parameters()))

@@ -168,3 +168,67 @@ def test_float_path_equals_torch_functional_api(name, dtype):
         torch_rule(reference_params, grads, *reference_state, foreach=False, **hyperparameters)
         for param, reference in zip(params, reference_params):
             assert torch.equal(param, reference), f"{name} {dtype}: differs after step {step + 1}"
+
+
+# 0-dim tensor hyperparameters (what torch's classes hand their single-tensor path for a tensor
+# lr or betas): torch's own arithmetic on them, in their dtype (float32 here, float64 params).
+ZERO_DIM = {"sgd": ("lr",), "adam": ("lr", "beta1", "beta2"), "adamw": ("lr", "beta1", "beta2"),
+            "rmsprop": ("lr",), "adagrad": ("lr",)}
+
+
+def run_against_torch(name, dtype, hyperparameters, steps=30):
+    module, function, _ = TORCH_FUNCTIONAL[name]
+    torch_rule = getattr(importlib.import_module(module), function)
+    make_state = RULES[name][0]
+    generator = torch.Generator().manual_seed(2)
+    params = [torch.randn(*shape, generator=generator, dtype=dtype) for shape in SHAPES]
+    reference_params = [param.clone() for param in params]
+    state, reference_state = make_state(params), make_state(reference_params)
+    for _ in range(steps):
+        grads = [torch.randn(*shape, generator=generator, dtype=dtype) for shape in SHAPES]
+        rule_function(name)(params, grads, *state, **hyperparameters)
+        torch_rule(reference_params, grads, *reference_state, foreach=False, **hyperparameters)
+    return params, reference_params
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("name", TORCH_FUNCTIONAL)
+def test_0_dim_tensor_hyperparameters_follow_torchs_tensor_path(name, dtype):
+    hyperparameters = dict(TORCH_FUNCTIONAL[name][2])
+    if name == "adam" and dtype.is_complex:
+        hyperparameters["amsgrad"] = True  # torch views the maxima as real too
+    as_tensors = {key: torch.tensor(value) if key in ZERO_DIM[name] else value for key, value in hyperparameters.items()}
+    params, reference_params = run_against_torch(name, dtype, as_tensors)
+    assert all(torch.equal(a, b) for a, b in zip(params, reference_params))
+    # Where torch computes with the tensor (a step size from lr, bias corrections from betas), its
+    # float32 arithmetic shows: floats give another result. SGD and RMSprop use lr as it is.
+    if name not in ("sgd", "rmsprop") and not dtype.is_complex:
+        float_params, _ = run_against_torch(name, dtype, {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in as_tensors.items()})
+        assert not all(torch.equal(a, b) for a, b in zip(params, float_params))
+
+
+@pytest.mark.parametrize("name", TORCH_FUNCTIONAL)
+def test_complex_parameters_follow_torch(name):
+    """Adam, AdamW, RMSprop and Adagrad update view_as_real views, as torch; SGD the complex tensors."""
+    params, reference_params = run_against_torch(name, torch.complex64, dict(TORCH_FUNCTIONAL[name][2]))
+    assert all(torch.equal(a, b) for a, b in zip(params, reference_params))
+
+
+def test_adagrad_sparse_gradients_follow_torch():
+    """Coalesced, only the named rows updated, as torch's sparse branch; weight decay refused as there."""
+    from torch.optim.adagrad import adagrad as torch_adagrad
+
+    param = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+    reference = param.clone()
+    sums, reference_sums = [torch.full_like(param, 0.1)], [torch.full_like(param, 0.1)]
+    steps, reference_steps = [torch.tensor(0.0)], [torch.tensor(0.0)]
+    hyperparameters = {"lr": 0.1, "weight_decay": 0.0, "lr_decay": 0.01, "eps": 1e-10, "maximize": False}
+    for step in range(5):
+        indices = torch.tensor([[0, 2, 2, 3 * (step % 2)]])  # a repeated row, uncoalesced; never row 1
+        grad = torch.sparse_coo_tensor(indices, torch.randn(4, 3, dtype=torch.float64), (4, 3), check_invariants=True)
+        functional.adagrad([param], [grad], sums, steps, **hyperparameters)
+        torch_adagrad([reference], [grad], reference_sums, reference_steps, foreach=False, **hyperparameters)
+    assert torch.equal(param, reference) and torch.equal(sums[0], reference_sums[0])
+    assert torch.equal(param[1], torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)[1])  # row 1: never named
+    with pytest.raises(RuntimeError, match="weight_decay option is not compatible with sparse gradients"):
+        functional.adagrad([param], [grad], sums, steps, **{**hyperparameters, "weight_decay": 0.1})

@@ -3,7 +3,8 @@ optimizers give torch.equal parameters to torch.optim's foreach=False.
 
 Gradients are random (of a drawn scale, so eps matters in some draws and not in
 others) and fed identically to both optimizers; several parameter shapes,
-including a scalar.
+including a scalar. The lr (and Adam's betas) is drawn as a number or as a
+1-element float32 tensor, which torch's classes take too.
 """
 
 import torch
@@ -25,6 +26,18 @@ learning_rates = st.floats(min_value=0.0, max_value=0.5)
 weight_decays = st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.1))
 decays = st.floats(min_value=0.0, max_value=0.999)
 epsilons = st.sampled_from([0.0, 1e-10, 1e-8, 1e-3])
+as_tensors = st.booleans()
+
+
+def with_tensors(hyperparameters, draw, keys=("lr",)):
+    """Maybe (a drawn choice) the hyperparameters ``keys`` as 1-element float32 tensors."""
+    if not draw(as_tensors):
+        return hyperparameters
+    tensor = lambda value: torch.tensor(value, dtype=torch.float32).reshape(draw(st.sampled_from([(), (1,)])))
+    return {
+        key: (tuple(tensor(item) for item in value) if key == "betas" else tensor(value)) if key in keys else value
+        for key, value in hyperparameters.items()
+    }
 
 
 def bit_equal(a, b):
@@ -59,31 +72,31 @@ def sgd_hyperparameters(draw):
     momentum = draw(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.99)))
     nesterov = momentum > 0 and draw(st.booleans())
     dampening = 0.0 if nesterov else draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)))
-    return {
+    return with_tensors({
         "lr": draw(learning_rates),
         "momentum": momentum,
         "dampening": dampening,
         "nesterov": nesterov,
         "weight_decay": draw(weight_decays),
         "maximize": draw(st.booleans()),
-    }
+    }, draw)
 
 
 @st.composite
 def adam_hyperparameters(draw):
-    return {
+    return with_tensors({
         "lr": draw(st.floats(min_value=0.0, max_value=0.1)),
         "betas": (draw(decays), draw(decays)),
         "eps": draw(epsilons),
         "weight_decay": draw(weight_decays),
         "amsgrad": draw(st.booleans()),
         "maximize": draw(st.booleans()),
-    }
+    }, draw, keys=draw(st.sampled_from([("lr",), ("betas",), ("lr", "betas")])))
 
 
 @st.composite
 def rmsprop_hyperparameters(draw):
-    return {
+    return with_tensors({
         "lr": draw(st.floats(min_value=0.0, max_value=0.1)),
         "alpha": draw(decays),
         "eps": draw(epsilons.filter(lambda eps: eps > 0)),
@@ -91,19 +104,19 @@ def rmsprop_hyperparameters(draw):
         "momentum": draw(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.99))),
         "centered": draw(st.booleans()),
         "maximize": draw(st.booleans()),
-    }
+    }, draw)
 
 
 @st.composite
 def adagrad_hyperparameters(draw):
-    return {
+    return with_tensors({
         "lr": draw(st.floats(min_value=0.0, max_value=0.5)),
         "lr_decay": draw(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1.0))),
         "weight_decay": draw(weight_decays),
         "initial_accumulator_value": draw(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1.0))),
         "eps": draw(epsilons.filter(lambda eps: eps > 0)),
         "maximize": draw(st.booleans()),
-    }
+    }, draw)
 
 
 @PROPERTY_SETTINGS

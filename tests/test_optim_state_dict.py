@@ -125,3 +125,55 @@ def test_adamw_stays_decoupled_after_loading_an_adam_state():
     adamw = gdlab.optim.AdamW(copy.deepcopy(model).parameters())
     adamw.load_state_dict(adam_state)
     assert adamw.param_groups[0]["decoupled_weight_decay"] is True
+
+
+# Group keys that later torch versions added and that torch fills in when a checkpoint lacks them.
+NEWER_GROUP_KEYS = ("maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+
+
+def as_older_checkpoint(state_dict):
+    """The state dict as an older torch saved it: no NEWER_GROUP_KEYS, every step a Python number."""
+    old = copy.deepcopy(state_dict)
+    for group in old["param_groups"]:
+        for key in NEWER_GROUP_KEYS:
+            group.pop(key, None)
+    for state in old["state"].values():
+        if "step" in state:
+            state["step"] = float(state["step"])
+    return old
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_an_older_checkpoint_resumes_in_gdlab_as_in_torch(name):
+    """Loading fills the missing keys with torch's defaults and makes steps tensors again
+    (torch's __setstate__), so the next steps run, and equal torch's from the same checkpoint."""
+    gdlab_class, torch_class, config = RULES[name]
+    model, inputs, labels = make_problem(torch.float64)
+    optimizer = gdlab_class(groups(model, config), **config)
+    train(model, optimizer, schedule(optimizer), inputs, labels, HALF // 3, start=0)
+    checkpoint = saved_and_loaded(as_older_checkpoint(optimizer.state_dict()))
+    results = []
+    for optimizer_class in (gdlab_class, torch_foreach_false(torch_class)):
+        resumed_model = copy.deepcopy(model)
+        resumed = optimizer_class(groups(resumed_model, config), **config)
+        resumed.load_state_dict(copy.deepcopy(checkpoint))
+        for group in resumed.param_groups:
+            assert {"maximize", "foreach"} <= set(group)
+        for state in resumed.state.values():
+            assert "step" not in state or isinstance(state["step"], torch.Tensor)
+        train(resumed_model, resumed, schedule(resumed), inputs, labels, HALF // 3, start=HALF // 3)
+        results.append(resumed_model)
+    assert_same_parameters(*results)
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_a_copied_optimizer_goes_on_like_the_original(name):
+    """deepcopy (and pickling) go through __getstate__/__setstate__, as in torch."""
+    gdlab_class, _, config = RULES[name]
+    model, inputs, labels = make_problem(torch.float64)
+    optimizer = gdlab_class(groups(model, config), **config)
+    train(model, optimizer, schedule(optimizer), inputs, labels, 5, start=0)
+    copied_model, copied = copy.deepcopy((model, optimizer))
+    train(model, optimizer, schedule(optimizer), inputs, labels, 5, start=5)
+    train(copied_model, copied, schedule(copied), inputs, labels, 5, start=5)
+    assert_same_parameters(copied_model, model)

@@ -1,6 +1,7 @@
 """Invalid hyperparameters are refused where torch refuses them (ValueError), with a
 message naming the argument and the value; in param groups too."""
 
+import inspect
 import math
 import warnings
 
@@ -88,9 +89,103 @@ def test_nan_learning_rate_is_refused(name):
 
 
 @pytest.mark.parametrize("name", PAIRS)
-def test_tensor_learning_rate_points_to_the_functional_rules(name):
-    with pytest.raises(TypeError, match="gdlab.optim.functional"):
-        PAIRS[name][0](params(), lr=torch.tensor(0.1))
+def test_a_tensor_learning_rate_of_one_value_is_taken_and_of_more_is_refused_like_torch(name):
+    """torch takes a 1-element tensor lr (its schedulers then update it in place); a tensor
+    of several values is refused with torch's ValueError, in later param groups too."""
+    gdlab_class, torch_class = PAIRS[name]
+    for lr in (torch.tensor(0.1), torch.tensor([0.1]), torch.tensor([[0.1]])):
+        assert gdlab_class(params(), lr=lr).param_groups[0]["lr"] is lr
+    for optimizer_class in (torch_class, gdlab_class):
+        with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+            optimizer_class(params(), lr=torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="gdlab.optim.functional"):
+        gdlab_class(params(), lr=torch.tensor([0.1, 0.2]))
+    optimizer = gdlab_class(params(), lr=0.1)
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        optimizer.add_param_group({"params": params(), "lr": torch.tensor([0.1, 0.2])})
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        gdlab_class(params(), lr=torch.tensor(-0.1))
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_betas_are_both_numbers_or_both_tensors_as_in_torch(name):
+    gdlab_class, torch_class = PAIRS[name]
+    for betas in ((0.9, torch.tensor(0.99)), (torch.tensor(0.9), 0.99)):
+        for optimizer_class in (torch_class, gdlab_class):
+            with pytest.raises(ValueError, match="betas must be either both floats or both Tensors"):
+                optimizer_class(params(), betas=betas)
+    optimizer = gdlab_class(params(), betas=(torch.tensor([0.8]), torch.tensor([[0.9]])))
+    beta1, beta2 = optimizer.defaults["betas"]
+    assert beta1.dim() == 0 and beta2.dim() == 0  # stored as torch stores them (_to_scalar)
+    with pytest.raises(ValueError, match=r"Tensor betas\[1\] must be 1-element"):
+        gdlab_class(params(), betas=(torch.tensor(0.8), torch.full((2,), 0.9)))
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_tensor_hyperparameters_with_foreach_are_refused_with_torchs_message(name):
+    """gdlab ignores foreach, but refuses what torch refuses, so code behaves the same on both."""
+    gdlab_class, torch_class = PAIRS[name]
+    cases = [
+        ({"lr": torch.tensor(0.001), "foreach": True}, "lr as a Tensor is not supported"),
+        ({"betas": (torch.tensor(0.9), torch.tensor(0.99)), "foreach": True}, r"betas\[0\] as a Tensor"),
+    ]
+    for arguments, message in cases:
+        for optimizer_class in (torch_class, gdlab_class):
+            with pytest.raises(ValueError, match=message):
+                optimizer_class(params(), **arguments)
+
+
+# torch's implementation switches each class takes (torch's signature), and the ones gdlab refuses as True.
+SWITCHES = {
+    "SGD": ("foreach", "differentiable", "fused"),
+    "Adam": ("foreach", "capturable", "differentiable", "fused"),
+    "AdamW": ("foreach", "capturable", "differentiable", "fused"),
+    "RMSprop": ("foreach", "capturable", "differentiable"),
+    "Adagrad": ("foreach", "differentiable", "fused"),
+}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_signature_is_torchs_exactly(name):
+    """Same parameter names, order, kinds (positional or keyword-only) and defaults as torch's class."""
+    gdlab_class, torch_class = PAIRS[name]
+
+    def shape(cls):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(cls.__init__).parameters.values()]
+
+    assert shape(gdlab_class) == shape(torch_class)
+    assert gdlab_class(params()).defaults == torch_class(params()).defaults
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_implementation_switches_are_stored_foreach_ignored_the_others_refused_when_true(name):
+    gdlab_class, _ = PAIRS[name]
+    switches = SWITCHES[name]
+    optimizer = gdlab_class(params(), foreach=True)
+    assert optimizer.param_groups[0]["foreach"] is True
+    for switch in switches:
+        assert switch in optimizer.defaults
+        if switch == "foreach":
+            continue
+        with pytest.raises(ValueError, match=f"{switch}=True is not supported: gdlab runs torch's single-tensor rule"):
+            gdlab_class(params(), **{switch: True})
+        with pytest.raises(ValueError, match=switch):
+            optimizer.add_param_group({"params": params(), switch: True})
+        gdlab_class(params(), **{switch: False})  # False is what gdlab does
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_foreach_true_runs_the_same_rule(name):
+    gdlab_class, _ = PAIRS[name]
+    results = []
+    for foreach in (None, False, True):
+        param = nn.Parameter(torch.linspace(-1, 1, 6).reshape(2, 3))
+        optimizer = gdlab_class([param], lr=0.1, foreach=foreach)
+        for _ in range(3):
+            param.grad = param.detach() ** 2 - 0.3
+            optimizer.step()
+        results.append(param.detach().clone())
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
 
 
 def test_non_numbers_and_non_flags_are_refused_with_their_value():
@@ -102,16 +197,33 @@ def test_non_numbers_and_non_flags_are_refused_with_their_value():
         gdlab.optim.Adam(params(), betas=0.9)
 
 
-def test_sgd_needs_a_learning_rate():
-    with pytest.raises(TypeError, match="lr"):
-        gdlab.optim.SGD(params())
+def test_sgd_has_torchs_default_learning_rate():
+    assert gdlab.optim.SGD(params()).defaults["lr"] == torch.optim.SGD(params()).defaults["lr"] == 1e-3
 
 
-def test_sparse_gradients_are_refused_with_the_way_out():
-    param = nn.Parameter(torch.zeros(4, 2))
-    param.grad = torch.zeros(4, 2).to_sparse()
-    with pytest.raises(RuntimeError, match="sparse"):
-        gdlab.optim.SGD([param], lr=0.1).step()
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSprop"])
+def test_sparse_gradients_are_refused_where_torch_refuses_them(name):
+    """SGD and Adagrad take sparse gradients (tested against torch in test_optim_db.py); the others,
+    like torch's, refuse them at the step with a RuntimeError that says so."""
+    gdlab_class, torch_class = PAIRS[name]
+    for optimizer_class in (torch_class, gdlab_class):
+        param = nn.Parameter(torch.zeros(4, 2))
+        param.grad = torch.zeros(4, 2).to_sparse()
+        with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+            optimizer_class([param]).step()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad"])
+def test_sparse_gradient_with_weight_decay_fails_as_in_torch(name):
+    gdlab_class, torch_class = PAIRS[name]
+    errors = []
+    for optimizer_class in (torch_class, gdlab_class):
+        param = nn.Parameter(torch.ones(4, 2))
+        param.grad = torch.ones(4, 2).to_sparse()
+        with pytest.raises(RuntimeError) as raised:
+            optimizer_class([param], lr=0.1, weight_decay=0.1).step()
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
 
 
 def test_adagrad_group_initial_value_is_not_silently_ignored():
