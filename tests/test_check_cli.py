@@ -4,6 +4,8 @@ The command function is registered on a local Typer app here, as the
 package's CLI registers it, and run with typer's CliRunner.
 """
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,16 +97,19 @@ def test_rmsprop_and_adagrad_options_reach_the_function():
     [
         ([target("no_such_file.py:train")], "no file"),
         ([target("sgd_correct.py:train_sgdd")], "has no function 'train_sgdd'"),
-        ([target("cannot_check.py:train_without_epochs")], "does not take the training function's four arguments"),
+        ([target("cannot_check.py:train_on_arrays")], "cannot be called as an update function"),
         ([target("cannot_check.py:train_with_typo")], "NameError: name 'grad' is not defined at cannot_check.py"),
         ([target("raises_on_import.py:train_manual")], "importing raises_on_import.py failed: FileNotFoundError"),
-        ([target("course_momentum_never_applied.py:train_manual_w_decay_mom"), *SGD_MOMENTUM_DECAY],
-         "no parameter for momentum=0.9"),
         ([target("sgd_correct.py:train_sgd"), "--rename", "weight_decay"], "must read YOUR_NAME=GDLAB_NAME"),
         ([target("other_rules_correct.py:train_adam"), "--against", "adam", "--momentum", "0.9"],
          "--momentum does not apply to --against adam"),
-        ([target("sgd_correct.py:train_sgd"), "--against", "lion"], "unknown rule 'lion'"),
+        ([target("sgd_correct.py:train_sgd"), "--against", "adamz"], "unknown rule 'adamz'"),
+        ([target("sgd_correct.py:train_sgd"), "--bind", "lr=learning_speed"], "'learning_speed' is not a hyperparameter"),
+        ([target("sgd_correct.py:train_sgd"), "--hp", "eps"], "must read NAME=VALUE"),
         ([target("sgd_correct.py:train_sgd"), "--dtype", "float16"], "--dtype 'float16' is not supported"),
+        ([target("../check_corpus/course_double_inside.py:train"), "--dtype", "float32"],
+         "does not compute in float32, the dtype asked for: it raised RuntimeError: mat1 and mat2 must have the "
+         "same dtype"),
         ([target("sgd_correct.py:train_sgd"), "--lr", "-1"], "Invalid learning rate: -1.0"),
     ],
 )
@@ -116,24 +121,88 @@ def test_what_cannot_be_checked_exits_2_with_why(args, message):
     assert "Traceback" not in output
 
 
-@pytest.mark.parametrize("file, code", [("my_training.py", 1), ("my_training_fixed.py", 0)])
-def test_the_worked_example_in_the_docs_shows_the_real_output(file, code, monkeypatch):
-    monkeypatch.chdir(EXAMPLES)
-    result = CliRunner().invoke(
-        app,
-        ["check", f"{file}:train_manual_w_decay_mom", *SGD_MOMENTUM_DECAY, *COURSE_RENAMES],
-        env={"COLUMNS": "100"},
-    )
-    assert result.exit_code == code
-    document = (Path(__file__).parent.parent / "docs" / "check-example.md").read_text()
+DOCUMENT = Path(__file__).parent.parent / "docs" / "check-example.md"
+CORPUS = Path(__file__).parent / "check_corpus"
+
+
+def _documented_commands():
+    """Each ``$ gdlab check ...`` of the worked example: its arguments, its console block, its exit status."""
+    blocks = re.findall(r"```console\n(.*?)```", DOCUMENT.read_text(), re.S)
+    for block in blocks:
+        for command in re.findall(r"^\$ gdlab check (.*)$", block, re.M):
+            status = re.search(re.escape(command) + r".*?\$ echo \$\?\n(\d+)", block, re.S)
+            yield pytest.param(command.split(), block, int(status.group(1)), id=command.split(":")[0])
+
+
+@pytest.mark.parametrize("args, block, status", list(_documented_commands()))
+def test_the_worked_example_in_the_docs_shows_the_real_output(args, block, status, monkeypatch):
+    file = args[0].split(":")[0]
+    monkeypatch.chdir(EXAMPLES if (EXAMPLES / file).is_file() else CORPUS)
+    result = CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "100"})
+    assert result.exit_code == status, result.output
     printed = [line.rstrip() for line in result.output.splitlines() if line.strip()]
-    assert printed and all(line in document for line in printed), printed
+    assert printed and all(line in block for line in printed), printed
 
 
-def test_the_help_lists_every_rule_and_importing_the_command_does_not_import_torch():
+def test_the_documented_commands_cover_every_entry_point_and_the_json_output():
+    commands = [" ".join(args) for args, _, _ in (param.values for param in _documented_commands())]
+    assert len(commands) >= 6
+    assert any("momentum_update" in command for command in commands)  # an update function
+    assert any("MyAdam" in command for command in commands)  # an Optimizer class
+    assert any("--json" in command for command in commands)
+
+
+def test_the_code_shown_in_the_docs_is_the_code_checked():
+    for file, body in re.findall(r"```python\n# (\w+\.py)\n(.*?)```", DOCUMENT.read_text(), re.S):
+        source = (EXAMPLES / file if (EXAMPLES / file).is_file() else CORPUS / file).read_text()
+        assert body.strip() in source, file
+
+
+def test_the_help_lists_every_registered_rule_and_importing_the_command_does_not_import_torch():
     from gdlab.check.command import RULE_NAMES
-    from gdlab.check.rules import RULES
+    from gdlab.optim import registry
 
-    assert tuple(RULES) == RULE_NAMES
+    assert RULE_NAMES == registry.names()
     probe = "import sys, gdlab.check.command; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_course_bug_is_found_without_renames_now_that_names_are_read():
+    code, output = run(target("course_momentum_never_applied.py:train_manual_w_decay_mom"), *SGD_MOMENTUM_DECAY)
+    assert code == 1, output
+    assert "read w_decay as weight_decay, c_mom as momentum" in output
+    assert "likely cause momentum is never applied" in output
+
+
+def test_hp_and_the_named_options_are_the_same_hyperparameters():
+    named = run(target("other_rules_correct.py:train_adam"), "--against", "adam", "--lr", "0.01", "--betas", "0.8",
+                "0.99", "--eps", "1e-6")
+    generic = run(target("other_rules_correct.py:train_adam"), "--against", "adam", "--hp", "lr=0.01", "--hp",
+                  "betas=0.8,0.99", "--hp", "eps=1e-6")
+    assert named[0] == generic[0] == 0, (named, generic)
+    assert "betas=(0.8, 0.99), eps=1e-06" in generic[1]
+    assert named[1].split("PASS")[0] == generic[1].split("PASS")[0]
+
+
+@pytest.mark.parametrize(
+    "args, code, verdict, kind",
+    [
+        ([target("sgd_correct.py:train_sgd"), *SGD_MOMENTUM_DECAY], 0, "pass", "none"),
+        ([target("sgd_weight_decay_wrong_sign.py:train_sgd"), *SGD_MOMENTUM_DECAY], 1, "fail", "bug"),
+        ([target("../check_corpus/my_rules.py:MyAdamOld"), "--lr", "0.01"], 1, "fail", "variant"),
+        ([target("sgd_correct.py:train_sgdd")], 2, "cannot_check", "none"),
+    ],
+)
+def test_json_gives_one_object_with_stable_keys_and_the_exit_status(args, code, verdict, kind):
+    result = CliRunner().invoke(app, ["check", *args, "--json"])
+    assert result.exit_code == code, result.output
+    report = json.loads(result.output)
+    assert {"verdict", "step", "parameter", "cause", "kind", "evidence", "exit_code"} <= set(report)
+    assert (report["verdict"], report["kind"], report["exit_code"]) == (verdict, kind, code)
+    if verdict == "fail":
+        assert report["step"] >= 1 and report["parameter"] == "layers.0.weight"
+        assert report["cause"] and report["evidence"].startswith("this matches all")
+    else:
+        assert report["step"] is None and report["parameter"] is None
+    if verdict == "cannot_check":
+        assert "has no function 'train_sgdd'" in report["cause"]

@@ -1,14 +1,15 @@
-"""Is my training function right? Check a hand-written update rule against torch.optim, step by step.
+"""Is my optimizer right? Check hand-written update code against torch.optim, step by step.
 
-    report = gdlab.check.check_training_function(
-        train_manual_w_decay_mom, against="sgd",
+    report = gdlab.check.check(
+        train_manual_w_decay_mom,              # a training function, an update function or an Optimizer class
+        against="sgd",
         hparams={"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01},
-        renames={"w_decay": "weight_decay", "c_mom": "momentum"},
     )
-    report.passed, report.first_divergence, report.likely_cause
+    report.passed, report.first_divergence, report.likely_cause, report.kind
     print(report.render())
 
-or from the shell, ``gdlab check my_training.py:train_manual --against sgd --lr 0.01``.
+or from the shell, ``gdlab check my_training.py:train_manual --against sgd --lr 0.01``
+(``--json`` for one JSON object; exit 0 pass, 1 fail, 2 cannot check).
 
 Names are imported on first use, so that ``gdlab.check.command`` (and with
 it ``gdlab --help``) loads without torch.
@@ -18,7 +19,9 @@ import importlib
 
 _EXPORTS = {
     "DTYPES": "gdlab.check.checker",
+    "check": "gdlab.check.checker",
     "check_training_function": "gdlab.check.checker",
+    "VARIANTS": "gdlab.check.variants",
     "CannotCheck": "gdlab.check.loading",
     "load_function": "gdlab.check.loading",
     "CheckReport": "gdlab.check.report",

@@ -1,13 +1,18 @@
-"""`gdlab check FILE.py:FUNCTION`: the command-line face of `check_training_function`.
+"""`gdlab check FILE.py:NAME`: the command-line face of `gdlab.check.check`.
 
-Exit status: 0 when every step matches torch to rounding, 1 when the
-function parts from torch (the step, the parameter and the likely cause are
-printed), 2 when it cannot be checked (not found, wrong signature, an
-exception while importing or training, hyperparameters it cannot receive).
+NAME is a training function, an update function or a ``torch.optim.Optimizer``
+subclass. Exit status (stable, for grading scripts): 0 when every step
+matches the reference to rounding, 1 when the code parts from it (the step,
+the parameter and the likely cause are printed), 2 when it cannot be
+checked (not found, parameters gdlab cannot fill, an exception while
+importing or running, hyperparameters the reference refuses). ``--json``
+prints one JSON object instead (`gdlab.check.report`), with the same status.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -20,108 +25,141 @@ from gdlab.errors import GdlabError
 if TYPE_CHECKING:
     from gdlab.check.report import CheckReport
 
-# Spelled out rather than read from gdlab.check.rules, which imports torch:
-# `gdlab --help` should not wait for torch. A test keeps the two in step.
-RULE_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+_RULES_FOLDER = Path(__file__).resolve().parents[1] / "optim" / "rules"
 
-# Options that belong to some rules only, with the value that means "not given".
-_RULE_OPTIONS = {
-    "momentum": 0.0,
-    "dampening": 0.0,
-    "nesterov": False,
-    "betas": None,
-    "eps": None,
-    "amsgrad": False,
-    "alpha": None,
-    "centered": False,
-    "lr_decay": 0.0,
-    "initial_accumulator_value": 0.0,
-}
+
+def rule_names() -> tuple[str, ...]:
+    """The registered rules, read from the file names of ``gdlab/optim/rules`` (one module per rule).
+
+    Read this way rather than from `gdlab.optim.registry`, which imports every rule and torch with
+    them: `gdlab --help` should not wait for torch. A test keeps the two in step.
+    """
+    return tuple(sorted(path.stem for path in _RULES_FOLDER.glob("*.py") if not path.stem.startswith("_")))
+
+
+RULE_NAMES = rule_names()
+
+# The named options, each a hyperparameter of some rules (None: not given).
+_NAMED = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "betas", "eps", "amsgrad", "alpha", "centered",
+          "lr_decay", "initial_accumulator_value")
 
 
 def check(
     target: Annotated[str, typer.Argument(
-        help="FILE.py:FUNCTION, a training function f(n_epochs, model, loss_fn, train_loader, **hyperparameters) "
-             "that updates model in place.",
+        help="FILE.py:NAME (or package.module:NAME): a training function, an update function, or an "
+             "Optimizer class. Its parameters are read by name, in any order.",
         show_default=False,
     )],
-    against: Annotated[str, typer.Option(help=f"The torch.optim rule to compare with: {', '.join(RULE_NAMES)}.")] = "sgd",
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the rule's; sgd 0.01).")] = None,
-    momentum: Annotated[float, typer.Option(help="sgd, rmsprop: momentum.")] = 0.0,
-    dampening: Annotated[float, typer.Option(help="sgd: dampening of the momentum.")] = 0.0,
-    weight_decay: Annotated[Optional[float], typer.Option(
-        help="Weight decay (default: the rule's; 0, adamw 0.01).", show_default=False)] = None,
-    nesterov: Annotated[bool, typer.Option(help="sgd: Nesterov momentum.")] = False,
+    against: Annotated[Optional[str], typer.Option(
+        help=f"The rule to compare with: {', '.join(RULE_NAMES)}. Default: the one NAME names "
+             "(MyAdam, rmsprop_update), else sgd.", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.", show_default=False)] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="Momentum (sgd, rmsprop ...).", show_default=False)] = None,
+    dampening: Annotated[Optional[float], typer.Option(help="sgd: dampening.", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.", show_default=False)] = None,
+    nesterov: Annotated[Optional[bool], typer.Option(
+        "--nesterov/--no-nesterov", help="sgd: Nesterov momentum.", show_default=False)] = None,
     betas: Annotated[Optional[tuple[float, float]], typer.Option(
-        help="adam, adamw: beta1 beta2 (default: 0.9 0.999).", show_default=False)] = None,
-    eps: Annotated[Optional[float], typer.Option(
-        help="adam, adamw, rmsprop, adagrad: eps (default: the rule's).", show_default=False)] = None,
-    amsgrad: Annotated[bool, typer.Option(help="adam, adamw: AMSGrad.")] = False,
-    alpha: Annotated[Optional[float], typer.Option(
-        help="rmsprop: smoothing constant (default: 0.99).", show_default=False)] = None,
-    centered: Annotated[bool, typer.Option(help="rmsprop: centered variant.")] = False,
-    lr_decay: Annotated[float, typer.Option(help="adagrad: learning rate decay.")] = 0.0,
-    initial_accumulator_value: Annotated[float, typer.Option(help="adagrad: initial sum of squares.")] = 0.0,
-    epochs: Annotated[int, typer.Option(help="n_epochs to pass (two show mistakes at epoch boundaries).")] = 2,
+        help="adam, adamw ...: beta1 beta2.", show_default=False)] = None,
+    eps: Annotated[Optional[float], typer.Option(help="eps.", show_default=False)] = None,
+    amsgrad: Annotated[Optional[bool], typer.Option(
+        "--amsgrad/--no-amsgrad", help="adam, adamw: AMSGrad.", show_default=False)] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="rmsprop: smoothing constant.", show_default=False)] = None,
+    centered: Annotated[Optional[bool], typer.Option(
+        "--centered/--no-centered", help="rmsprop: centered variant.", show_default=False)] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help="adagrad: learning rate decay.", show_default=False)] = None,
+    initial_accumulator_value: Annotated[Optional[float], typer.Option(
+        help="adagrad: initial sum of squares.", show_default=False)] = None,
+    hp: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=VALUE for any hyperparameter of the rule, by the rule's name: --hp eps=1e-6, "
+             "--hp betas=0.9,0.99, --hp nesterov=true (repeat as needed).", show_default=False)] = None,
+    bind: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=ROLE for a parameter whose name gdlab does not know: a role (n_epochs, model, loss_fn, "
+             "train_loader, val_loader, device, optimizer; for an update function loss, params, grads, state, "
+             "step, hparams, x, y) or a hyperparameter (--bind w_decay=weight_decay). Repeat as needed.",
+        show_default=False)] = None,
     rename: Annotated[Optional[list[str]], typer.Option(
-        help="YOUR_NAME=GDLAB_NAME for a hyperparameter your function calls differently, "
-             "e.g. --rename w_decay=weight_decay (repeat as needed).",
-        show_default=False,
-    )] = None,
-    dtype: Annotated[str, typer.Option(help="float32 or float64 (float64 sees far smaller differences).")] = "float32",
+        help="The same as --bind (its first name).", show_default=False)] = None,
+    dtype: Annotated[str, typer.Option(
+        help="auto (the dtype your code computes in), float32 or float64.")] = "auto",
+    epochs: Annotated[int, typer.Option(help="Passes over the 10 batches (two show mistakes at epoch boundaries).")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the initialization and the batch order.")] = 0,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object (verdict, step, parameter, cause, kind, evidence ...).")] = False,
 ) -> None:
-    """Check a hand-written training function against torch.optim, step by step.
+    """Check hand-written update code against torch.optim, step by step.
 
-    Your function and torch's rule train the same small MLP from one
+    Your code and the reference rule train the same small MLP from one
     initialization on the same batches in the same order; after every step
     the parameters are compared. Rounding-level differences pass; otherwise
     the first step and parameter where they part are named, with the likely
-    cause. Exit 0 pass, 1 fail, 2 cannot check.
+    cause (a bug, or a known variant). Exit 0 pass, 1 fail, 2 cannot check.
     """
-    from gdlab.check.binding import parse_renames
-    from gdlab.check.checker import DTYPES, check_training_function
+    from gdlab.check.binding import parse_binds
+    from gdlab.check.checker import check as run_check
     from gdlab.check.loading import load_function
+    from gdlab.check.report import cannot_check_json
     from gdlab.check.rules import get_rule
 
     console = Console(highlight=False)
-    given = {
-        "momentum": momentum, "dampening": dampening, "nesterov": nesterov, "betas": betas, "eps": eps,
-        "amsgrad": amsgrad, "alpha": alpha, "centered": centered, "lr_decay": lr_decay,
-        "initial_accumulator_value": initial_accumulator_value,
+    named = {
+        "lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay, "nesterov": nesterov,
+        "betas": betas, "eps": eps, "amsgrad": amsgrad, "alpha": alpha, "centered": centered,
+        "lr_decay": lr_decay, "initial_accumulator_value": initial_accumulator_value,
     }
     try:
-        rule = get_rule(against)
+        if dtype not in ("auto", "float32", "float64"):
+            raise GdlabError(f"--dtype {dtype!r} is not supported; choose auto, float32 or float64")
+        code = load_function(target)
         hparams: dict[str, object] = {}
-        if lr is not None:
-            hparams["lr"] = lr
-        if weight_decay is not None:
-            hparams["weight_decay"] = weight_decay
-        for name, value in given.items():
-            if value == _RULE_OPTIONS[name]:
+        rule = get_rule(against) if against is not None else None
+        for name, value in named.items():
+            if value is None:
                 continue
-            if name not in rule.names():
+            if rule is not None and name not in rule.names():
                 raise GdlabError(
                     f"--{name.replace('_', '-')} does not apply to --against {rule.name}; "
                     f"its hyperparameters are {', '.join(rule.names())}"
                 )
             hparams[name] = value
-        if dtype not in DTYPES:
-            raise GdlabError(f"--dtype {dtype!r} is not supported; choose {' or '.join(DTYPES)}")
-        report = check_training_function(
-            load_function(target),
-            against=rule.name,
-            hparams=hparams,
-            renames=parse_renames(rename or []),
-            epochs=epochs,
-            dtype=dtype,
-            seed=seed,
-        )
+        hparams.update(parse_hyperparameters(hp or []))
+        binds = {**parse_binds(rename or [], option="--rename"), **parse_binds(bind or [])}
+        report = run_check(code, against=against, hparams=hparams, binds=binds, epochs=epochs, dtype=dtype, seed=seed)
     except GdlabError as error:
-        console.print(Text("CANNOT CHECK  ", style="bold yellow") + Text(str(error)))
+        if as_json:
+            print(json.dumps(cannot_check_json(str(error)), indent=2))
+        else:
+            console.print(Text("CANNOT CHECK  ", style="bold yellow") + Text(str(error)))
         raise typer.Exit(2) from None
-    print_report(report, console)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report, console)
     raise typer.Exit(report.exit_code)
+
+
+def parse_hyperparameters(pairs: list[str]) -> dict[str, object]:
+    """``["eps=1e-6", "betas=0.9,0.99", "nesterov=true"]`` -> values (the rule's own kinds are checked later)."""
+    parsed: dict[str, object] = {}
+    for pair in pairs:
+        name, separator, text = (part.strip() for part in pair.partition("="))
+        if not separator or not name.isidentifier() or not text:
+            raise GdlabError(f"hp {pair!r} must read NAME=VALUE, like --hp eps=1e-6 or --hp betas=0.9,0.99")
+        parsed[name] = _value(text.strip("()[] "))
+    return parsed
+
+
+def _value(text: str) -> object:
+    if "," in text:
+        return tuple(_value(part.strip()) for part in text.split(","))
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def print_report(report: CheckReport, console: Console) -> None:

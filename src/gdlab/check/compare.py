@@ -76,27 +76,52 @@ def relative_difference(before: torch.Tensor, expected: torch.Tensor, observed: 
 
 
 class TorchReference:
-    """torch's optimizer taking one step at a time from parameters it is given.
+    """The reference optimizer taking one step at a time from parameters it is given.
 
     ``step(before, x, y)`` returns the gradients at ``before`` on the batch and
-    the parameters after torch's step; the optimizer's state carries over
-    from step to step, as in a normal run.
+    the parameters after the reference's step; the optimizer's state carries
+    over from step to step, as in a normal run. The step gets a closure
+    (zero the gradients, compute the loss, backward), which rules like LBFGS
+    need and the others call once.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, rule: Rule, hparams: dict[str, float | bool]):
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, rule: Rule, hparams: dict):
         self.model = copy.deepcopy(model)
         self.loss_fn = loss_fn
         self.parameters = dict(self.model.named_parameters())
         self.optimizer = rule.make_optimizer(list(self.parameters.values()), hparams)
 
-    def step(self, before: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+    def step(self, before: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, lr: float | None = None):
+        """One step from ``before`` on the batch, with the learning rate set to ``lr`` first (as a
+        scheduler sets it) when given."""
         with torch.no_grad():
             for name, parameter in self.parameters.items():
                 parameter.copy_(before[name])
-        self.optimizer.zero_grad()
-        with torch.enable_grad():
-            self.loss_fn(self.model(x), y).backward()
-        gradients = {name: parameter.grad.detach().clone() for name, parameter in self.parameters.items()}
-        self.optimizer.step()
+        if lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        gradients: dict[str, torch.Tensor] = {}
+
+        def closure():
+            self.optimizer.zero_grad()
+            with torch.enable_grad():
+                loss = self.loss_fn(self.model(x), y)
+                loss.backward()
+            if not gradients:
+                gradients.update(
+                    {name: parameter.grad.detach().clone() for name, parameter in self.parameters.items()}
+                )
+            return loss
+
+        closure()
+        if _takes_closure(self.optimizer):
+            self.optimizer.step(closure)
+        else:
+            self.optimizer.step()
         after = {name: parameter.detach().clone() for name, parameter in self.parameters.items()}
         return gradients, after
+
+
+def _takes_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """LBFGS needs its closure; the others would only compute the same gradients again."""
+    return isinstance(optimizer, torch.optim.LBFGS)

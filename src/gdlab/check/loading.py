@@ -1,4 +1,4 @@
-"""Finding the user's function (``FILE.py:NAME``) and explaining its failures in its own terms.
+"""Finding the user's function or class (``FILE.py:NAME``) and explaining its failures in its own terms.
 
 Whatever goes wrong on the user's side (no such file, a syntax error, an
 exception while importing or while training) becomes a
@@ -9,14 +9,17 @@ fix is.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
 import sys
 import traceback
 from pathlib import Path
 from typing import Callable
 
+from gdlab import usercode
 from gdlab.errors import GdlabError
+
+DTYPE_MARK = "__gdlab_default_dtype__"
 
 
 class CannotCheck(GdlabError):
@@ -24,57 +27,73 @@ class CannotCheck(GdlabError):
 
 
 def load_function(target: str) -> Callable:
-    """Import ``FILE.py`` and return its attribute ``NAME``, from a target written ``FILE.py:NAME``.
+    """The function or Optimizer class ``target`` names: ``FILE.py:NAME`` (or ``package.module:NAME``).
 
-    The file's folder is put first on ``sys.path`` while it is imported, so
-    that it can import its neighbours as it would when run as a script.
+    The file is imported with `gdlab.usercode` (its folder first on
+    ``sys.path`` meanwhile, so that it imports its neighbours as when run as a
+    script). torch's default dtype is put back as it was after the import;
+    if the file changed it (``torch.set_default_dtype(torch.double)``, as
+    float64 course code does), the dtype is remembered on the module, and
+    ``--dtype auto`` runs the check in it.
     """
-    path_text, separator, name = target.rpartition(":")
-    if not separator or not path_text or not name:
+    import torch
+
+    where, separator, name = target.rpartition(":")
+    if not separator or not where or not name:
         raise CannotCheck(
             f"target {target!r} must name a file and a function, like my_training.py:train_manual"
         )
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise CannotCheck(f"no file {str(path)!r} (from target {target!r}); check the path")
-    path = path.resolve()
-    module = _import_file(path)
+    try:
+        path = usercode.resolve_path(where, None)
+    except GdlabError:
+        raise CannotCheck(f"no file {where!r} (from target {target!r}); check the path") from None
+    default_dtype = torch.get_default_dtype()
+    try:
+        if path is None:
+            module = importlib.import_module(where)
+            path = Path(module.__file__) if getattr(module, "__file__", None) else None
+        else:
+            module = usercode.import_file(path)
+    except ModuleNotFoundError as error:
+        raise CannotCheck(f"no module {where!r} (from target {target!r}): {error}") from None
+    except SyntaxError as error:
+        line = (error.text or "").rstrip()
+        shown = path.name if path is not None else where
+        raise CannotCheck(
+            f"{shown} does not parse: SyntaxError: {error.msg}\n"
+            f"  at {shown}, line {error.lineno}:\n    {line.strip()}"
+        ) from None
+    except Exception as error:
+        shown = path.name if path is not None else where
+        raise CannotCheck(f"importing {shown} failed: " + describe_exception(error, path)) from None
+    finally:
+        set_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(default_dtype)
+    if set_dtype != default_dtype:
+        module.__dict__[DTYPE_MARK] = set_dtype
+    shown = path.name if path is not None else where
     if not hasattr(module, name):
-        functions = sorted(
+        defined = sorted(
             attr for attr, value in vars(module).items()
-            if inspect.isfunction(value) and value.__module__ == module.__name__
+            if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == module.__name__
         )
-        listing = ", ".join(functions) if functions else "none"
-        raise CannotCheck(f"{path.name} has no function {name!r}; functions defined there: {listing}")
+        listing = ", ".join(defined) if defined else "none"
+        raise CannotCheck(f"{shown} has no function {name!r}; functions defined there: {listing}")
     function = getattr(module, name)
     if not callable(function):
-        raise CannotCheck(f"{name!r} in {path.name} is a {type(function).__name__}, not a function")
+        raise CannotCheck(
+            f"{name!r} in {shown} is a {type(function).__name__}, not a function or an Optimizer class"
+        )
     return function
 
 
-def _import_file(path: Path):
-    module_name = f"gdlab_user_{path.stem}_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise CannotCheck(f"{path} cannot be imported as Python; give a .py file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as error:
-        sys.modules.pop(module_name, None)
-        line = (error.text or "").rstrip()
-        raise CannotCheck(
-            f"{path.name} does not parse: SyntaxError: {error.msg}\n"
-            f"  at {path.name}, line {error.lineno}:\n    {line.strip()}"
-        ) from None
-    except Exception as error:
-        sys.modules.pop(module_name, None)
-        raise CannotCheck(f"importing {path.name} failed: " + describe_exception(error, path)) from None
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
+def dtype_set_by(function: Callable):
+    """The default dtype the function's module set when it was imported (`load_function`), or None."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    namespace = getattr(inspect.unwrap(function), "__globals__", None) if not inspect.isclass(function) else None
+    if namespace is None and module is not None:
+        namespace = vars(module)
+    return (namespace or {}).get(DTYPE_MARK)
 
 
 def describe_exception(error: BaseException, user_file: str | Path | None) -> str:

@@ -108,3 +108,22 @@ class ObservedLoader:
     def _count_forward(self, module, inputs) -> None:
         if self._open is not None:
             self._open.forward_calls += 1
+
+
+@dataclass(eq=False)
+class PlainLoader:
+    """A loader that only serves batches in order (for a validation loader): nothing is recorded."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+
+    def __post_init__(self):
+        self.dataset = TensorDataset(self.x, self.y)
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, len(self.y), self.batch_size):
+            yield self.x[start:start + self.batch_size].clone(), self.y[start:start + self.batch_size].clone()

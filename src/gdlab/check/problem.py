@@ -58,8 +58,14 @@ def make_problem(dtype: torch.dtype = torch.float32, seed: int = 0) -> Problem:
     """The check's problem in ``dtype``; ``seed`` fixes the initialization (the global RNG is left alone)."""
     images, labels = _digits()
     mean, std = channel_stats(images)
+    # Made in float32 whatever the default dtype is, so that both dtypes start from the same draw.
+    default = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MLP(list(MODEL_SIZES))
+        torch.set_default_dtype(torch.float32)
+        try:
+            torch.manual_seed(seed)
+            model = MLP(list(MODEL_SIZES))
+        finally:
+            torch.set_default_dtype(default)
     x = normalize(images, mean, std, dtype=dtype)
     return Problem(model.to(dtype), x, labels.clone(), nn.CrossEntropyLoss(), BATCH_SIZE)

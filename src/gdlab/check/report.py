@@ -1,4 +1,20 @@
-"""What a check found, as data (`CheckReport`) and as text a student can act on."""
+"""What a check found, as data (`CheckReport`), as text a student can act on, and as JSON for grading.
+
+``gdlab check --json`` prints `CheckReport.to_json` (or `cannot_check_json`
+for code that cannot be checked): one object whose keys are stable, with
+the exit status beside it: 0 pass, 1 fail, 2 cannot check.
+
+    verdict    "pass" | "fail" | "cannot_check"
+    step       the first step (from 1) where the code parts from the reference, or null
+    epoch, iteration   where that step is in the loops, or null
+    parameter  the first parameter beyond the tolerance at that step, or null
+    cause      what the code does there (the known mistake or variant), or why it cannot be checked
+    kind       "bug" | "variant" | "none" (none: passed, or no known pattern, or cannot check)
+    evidence   how the cause was established ("this matches all 19 of your steps from step 2 on"), or null
+    hint       where to look in the code, or null
+    function, entry, against, reference, hparams, dtype, dtype_reason, call, read, steps_expected,
+    steps_taken, max_relative_difference, tolerance, notes, exit_code
+"""
 
 from __future__ import annotations
 
@@ -40,7 +56,10 @@ class CheckReport:
     ``passed`` is True when every step matched torch's to rounding and the
     function took exactly ``steps_expected`` steps; otherwise
     ``first_divergence`` says where it first parted from torch and
-    ``likely_cause`` why. ``max_relative_difference``
+    ``likely_cause`` why (the ``cause`` with its ``evidence`` and ``hint``),
+    ``kind`` whether that is a ``"bug"`` or a known ``"variant"``.
+    ``entry`` is what was checked: a training function, an update function
+    or an Optimizer class. ``max_relative_difference``
     is the largest r over all parameters and steps compared; ``tolerance`` is
     the r a step may reach and still pass.
     """
@@ -59,6 +78,15 @@ class CheckReport:
     first_divergence: Divergence | None = None
     likely_cause: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    entry: str = "training function"
+    against: str = ""
+    chosen_because: str = ""
+    bound: tuple[str, ...] = field(default_factory=tuple)
+    cause: str | None = None
+    kind: str = "none"
+    evidence: str | None = None
+    hint: str = ""
+    dtype_reason: str = ""
 
     @property
     def passed(self) -> bool:
@@ -85,12 +113,15 @@ class CheckReport:
 
     def setup_rows(self) -> list[tuple[str, str]]:
         """What was run, as (label, text) rows."""
-        return [
-            ("checked", self.function),
-            ("against", self.reference),
+        rows = [
+            ("checked", self.function if self.entry == "training function" else f"{self.function}, an {self.entry}"),
+            ("against", self.reference + (f" ({self.chosen_because})" if self.chosen_because else "")),
             ("called as", self.call),
-            ("on", f"{self.problem}; {self.epochs} epochs = {self.steps_expected} steps"),
         ]
+        if self.bound:
+            rows.append(("read", ", ".join(self.bound)))
+        rows.append(("on", f"{self.problem}; {self.epochs} epochs = {self.steps_expected} steps"))
+        return rows
 
     def finding_rows(self) -> list[tuple[str, str]]:
         """Below the verdict, as (label, text) rows: the numbers at the first difference, the cause, notes."""
@@ -109,8 +140,50 @@ class CheckReport:
         rows += [("note", note) for note in self.notes]
         return rows
 
+    def to_json(self) -> dict:
+        """The report as one JSON-ready object (the keys are listed in the module docstring)."""
+        where = self.first_divergence
+        return {
+            "verdict": "pass" if self.passed else "fail",
+            "step": where.step if where else None,
+            "epoch": where.epoch if where else None,
+            "iteration": where.iteration if where else None,
+            "parameter": where.parameter if where else None,
+            "cause": self.cause,
+            "kind": self.kind,
+            "evidence": self.evidence,
+            "hint": self.hint or None,
+            "function": self.function,
+            "entry": self.entry,
+            "against": self.against,
+            "reference": self.reference,
+            "hparams": {name: list(value) if isinstance(value, tuple) else value for name, value in self.hparams.items()},
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype_reason": self.dtype_reason or None,
+            "call": self.call,
+            "read": list(self.bound),
+            "steps_expected": self.steps_expected,
+            "steps_taken": self.steps_taken,
+            "max_relative_difference": _finite_or_none(self.max_relative_difference),
+            "tolerance": self.tolerance,
+            "notes": list(self.notes),
+            "exit_code": self.exit_code,
+        }
+
     def render(self) -> str:
         """The report as plain text: what ran, the verdict, and on failure the numbers and the likely cause."""
         setup = [f"  {label:<13}{text}" for label, text in self.setup_rows()]
         findings = [f"  {label:<13}{text}" for label, text in self.finding_rows()]
         return "\n".join([*setup, "", self.verdict(), *findings])
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def cannot_check_json(message: str) -> dict:
+    """The JSON object for code that could not be checked (exit status 2)."""
+    return {
+        "verdict": "cannot_check", "step": None, "epoch": None, "iteration": None, "parameter": None,
+        "cause": message, "kind": "none", "evidence": None, "hint": None, "exit_code": 2,
+    }
