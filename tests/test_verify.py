@@ -26,7 +26,8 @@ from gdlab.verify import (
     verify,
 )
 
-RULES = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+# Every registered rule has a row, by its class name (SGD, Adam, ..., NAdam, LBFGS, Lion ...).
+RULES = [declaration.optimizer.__name__ for declaration in optim.registry.declarations()]
 TORCH_SGD = functools.partial(torch.optim.SGD, foreach=False)
 
 
@@ -59,6 +60,8 @@ def test_every_flag_combination_in_both_dtypes_is_run(verified):
     counts = {row.rule: row.configurations for row in rows}
     for rule, combinations in expected.items():
         assert counts[rule] == combinations * len(DTYPES)
+    for declaration in optim.registry.declarations():  # and every other rule its own declared grid
+        assert counts[declaration.optimizer.__name__] >= len(DTYPES)
     assert counts["backprop.MLP"] == 5 * 2  # activations x losses
 
 
@@ -113,7 +116,8 @@ def test_a_rule_that_differs_only_by_rounding_is_not_bit_exact():
 
 def test_a_mismatch_shows_in_the_table_and_makes_the_exit_code_1():
     broken = compare_rule("momentum never applied", MomentumNeverAppliedSGD, TORCH_SGD, [{"lr": 0.05, "momentum": 0.9}])
-    good = compare_rule("SGD", *rule_checks()[0][1:3], [{"lr": 0.05, "momentum": 0.9}])
+    sgd = next(check for check in rule_checks() if check[0] == "SGD")
+    good = compare_rule("SGD", *sgd[1:3], [{"lr": 0.05, "momentum": 0.9}])
     assert good.passed
     output = io.StringIO()
     Console(file=output, width=120).print(results_table([good, broken]))
