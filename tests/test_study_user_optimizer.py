@@ -199,3 +199,19 @@ def test_a_class_from_the_callers_own_module_by_name(tmp_path):
     path = study_file(tmp_path, 'name = "mysgd"\nlr = 0.1\n')
     summary = run_study(path, out_dir=tmp_path / "out", console=quiet(), optimizers={"mysgd": torch.optim.SGD})
     assert summary["runs"][0]["config"]["optimizer"] == "torch.optim.sgd:SGD"
+
+
+def test_lbfgs_trains_in_a_study_through_a_closure_equal_to_torchs(tmp_path):
+    path = study_file(tmp_path, 'name = "lbfgs"\nimplementation = "both"\nlr = 0.5\nmax_iter = 3\n')
+    summary = run_study(path, out_dir=tmp_path / "out", console=quiet())
+    assert all(run["status"] == "ok" for run in summary["runs"])
+    assert summary["pairs"][0]["max_loss_difference"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "rule, message",
+    [("sparseadam", "cannot train a model with dense gradients"), ("muon", "only supports 2D parameters")],
+)
+def test_rules_that_cannot_train_a_study_model_are_refused_before_training(tmp_path, rule, message):
+    with pytest.raises(GdlabError, match=message):
+        load_study(study_file(tmp_path, f'name = "{rule}"\n'))

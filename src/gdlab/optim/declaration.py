@@ -129,6 +129,9 @@ class RuleDeclaration:
     # "matrices" (the same MLP's weight matrices only: rules for 2-D parameters, Muon),
     # "sparse" (an embedding bag with sparse gradients: SparseAdam).
     verify_problem: Literal["mlp", "matrices", "sparse"] = "mlp"
+    # The rule evaluates the loss itself, several times a step (LBFGS): ``step(closure)``,
+    # the closure computing loss and gradients from scratch, is how it is called.
+    needs_closure: bool = False
 
     def defaults(self) -> dict[str, Any]:
         """Every hyperparameter with its default (``REQUIRED`` where there is none)."""

@@ -22,6 +22,7 @@ from gdlab.models import ACTIVATIONS
 from gdlab.optim import registry
 from gdlab.optim.declaration import REQUIRED
 from gdlab.optim.resolve import StudyRule, resolve_rule
+from gdlab.train.loop import needs_closure
 from gdlab.usercode import is_target, resolve_path, target_of
 
 class _Section(BaseModel):
@@ -283,11 +284,11 @@ def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
             f"{where}: [optimizer] {', '.join(missing)} is required for {optimizer.name!r}; add e.g. "
             f"{missing[0]} = 0.01"
         )
-    probe = [torch.zeros(1, requires_grad=True)]
     implementations = ["scratch", "torch"] if optimizer.implementation == "both" else [optimizer.implementation]
     for implementation in implementations:
+        probe = [torch.zeros(1, requires_grad=True)]
         try:
-            rule.build(probe, hyperparameters, implementation)
+            probe_optimizer = rule.build(probe, hyperparameters, implementation)
         except (ValueError, TypeError, OverflowError) as error:
             raise GdlabError(f"{where}: [optimizer] {error}") from None
         except Exception as error:  # a user's class failing in its own constructor
@@ -296,6 +297,30 @@ def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
                 f"({', '.join(f'{key}={value!r}' for key, value in hyperparameters.items())}): "
                 f"{type(error).__name__}: {error}"
             ) from None
+        _probe_step(optimizer.name, probe_optimizer, probe[0], where)
+
+
+def _probe_step(name: str, probe_optimizer: torch.optim.Optimizer, param: torch.Tensor, where: str) -> None:
+    """One step on a tiny dense problem, before anything trains: a rule that cannot train a
+    study's model (SparseAdam needs sparse gradients) or a user's class whose step fails says so now."""
+
+    def closure():
+        probe_optimizer.zero_grad()
+        loss = (param - 1.0).pow(2).sum()
+        loss.backward()
+        return loss
+
+    try:
+        if needs_closure(probe_optimizer):  # as gdlab.train.fit steps it
+            probe_optimizer.step(closure)
+        else:
+            closure()
+            probe_optimizer.step()
+    except Exception as error:
+        raise GdlabError(
+            f"{where}: [optimizer] {name} cannot train a model with dense gradients, as a study does: "
+            f"{type(error).__name__}: {error}"
+        ) from None
 
 
 def load_study(path: str | Path, optimizers: dict[str, type] | None = None) -> Study:

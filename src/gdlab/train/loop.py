@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
+from gdlab.optim import registry
 from gdlab.train.history import STATUS_DIVERGED, History
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,6 +43,22 @@ def evaluate(model: torch.nn.Module, loader: Iterable, loss_fn: LossFn = F.cross
     return {"loss": loss_sum / count, "accuracy": correct / count}
 
 
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's rule is declared to step through a closure (LBFGS, gdlab's or torch's)."""
+    declaration = registry.by_optimizer(type(optimizer))
+    return declaration is not None and declaration.needs_closure
+
+
+def _closure(model, optimizer, loss_fn: LossFn, x, y) -> Callable[[], torch.Tensor]:
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
 def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -63,6 +80,7 @@ def fit(
     history = History()
     started = time.perf_counter()
     iteration = 0
+    steps_through_closure = needs_closure(optimizer)
     model.train()
     for epoch in range(epochs):
         history.epoch_learning_rate.append(optimizer.param_groups[0]["lr"])
@@ -83,8 +101,11 @@ def fit(
                 history.status = STATUS_DIVERGED
                 history.diverged_at_iteration = iteration
                 break
-            loss.backward()
-            optimizer.step()
+            if steps_through_closure:  # LBFGS: the rule evaluates the loss and gradients itself
+                optimizer.step(_closure(model, optimizer, loss_fn, x, y))
+            else:
+                loss.backward()
+                optimizer.step()
             if on_iteration is not None:
                 on_iteration(iteration, loss_value)
             iteration += 1

@@ -513,6 +513,7 @@ RULE = RuleDeclaration(
         {"lr": 0.5, "max_iter": 5, "history_size": 3, "line_search_fn": "strong_wolfe"},
     ),
     stackable=False,
+    needs_closure=True,
     reference_kwargs={},  # torch's LBFGS has a single implementation, no foreach argument
     summary="limited-memory BFGS over a closure, optionally with a strong-Wolfe line search",
 )
