@@ -21,7 +21,6 @@ _EXPORTS = {
     "DTYPES": "gdlab.check.checker",
     "check": "gdlab.check.checker",
     "check_training_function": "gdlab.check.checker",
-    "VARIANTS": "gdlab.check.variants",
     "CannotCheck": "gdlab.check.loading",
     "load_function": "gdlab.check.loading",
     "CheckReport": "gdlab.check.report",

@@ -1,8 +1,7 @@
 """Why the user's steps part from the reference: known mistakes and variants tested against what it did.
 
 Each hypothesis is an update rule: a variant from the rule's declaration
-(`gdlab.optim.declaration.Variant`; those not yet moved there are in
-`gdlab.check.variants`), or one built here from the declaration alone, for
+(`gdlab.optim.declaration.Variant`), or one built here from the declaration alone, for
 any rule: a hyperparameter ignored (its default used), a flag the other way,
 weight decay with the wrong sign or applied twice, gradients never zeroed,
 the state started afresh every epoch or every step. It is replayed over the
@@ -213,12 +212,8 @@ _IGNORED = {
 
 
 def variants_of(rule: Rule) -> tuple[Variant, ...]:
-    """The rule's declared variants, then those `gdlab.check.variants` still holds for it."""
-    from gdlab.check.variants import VARIANTS
-
-    declared = tuple(rule.declaration.variants)
-    names = {variant.name for variant in declared}
-    return declared + tuple(variant for variant in VARIANTS.get(rule.name, ()) if variant.name not in names)
+    """The rule's known mistakes and variants, as its declaration holds them (``variants=``)."""
+    return tuple(rule.declaration.variants)
 
 
 def _variant_stepper(rule: Rule, variant: Variant, hparams: dict) -> Callable[[], Stepper]:

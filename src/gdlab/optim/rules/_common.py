@@ -1,8 +1,8 @@
-"""Small pieces the rule declarations share: state lists and the usual hyperparameters."""
+"""Small pieces the rule declarations share: state lists, the usual hyperparameters, variant helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -63,3 +63,30 @@ def flag(name: str, doc: str = "") -> Hyperparameter:
 
 
 MAXIMIZE = flag("maximize", "ascend the objective instead of descending it")
+
+
+# --- Variants -------------------------------------------------------------------------------------
+#
+# A rule's known mistakes and variants (``variants=`` of its declaration) each have an ``update``
+# with the rule's ``update`` signature and state that computes what such code computes, so the check
+# can replay it on the user's own gradients; ``applies`` says for which hyperparameters it can be
+# told apart from the rule. Where a variant is the rule with other hyperparameters, it calls the
+# rule's own update with them (`with_hparams`); the formulations torch has no flag for are written
+# out in the rule's module, as a student would write them.
+
+
+def with_hparams(update: Callable, init: Callable, change: Callable[[Mapping], dict]) -> dict:
+    """``update`` and ``init`` of the rule run with ``change(hparams)`` over its hyperparameters."""
+
+    def changed_update(params, grads, state, **hparams):
+        update(params, grads, state, **{**hparams, **change(hparams)})
+
+    def changed_init(params, hparams):
+        return init(params, {**hparams, **change(hparams)})
+
+    return {"update": changed_update, "init": changed_init}
+
+
+def hparam_used(name: str) -> Callable[[Mapping], bool]:
+    """An ``applies`` for a variant that needs the hyperparameter ``name`` to be nonzero."""
+    return lambda hparams: hparams[name] != 0

@@ -20,5 +20,6 @@ RULE = RuleDeclaration(
         for hyperparameter in adam.HYPERPARAMETERS
     ),
     verify_grid=flag_grid({"lr": 0.01}, amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]),
+    variants=adam.adam_variants(decoupled=True),
     summary="Adam with decoupled weight decay",
 )

@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 
 from gdlab.optim import functional
-from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, flag_grid
+from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, Variant, flag_grid
 from gdlab.optim.rmsprop import RMSprop
-from gdlab.optim.rules._common import MAXIMIZE, eps, flag, lr, step_counters, uses, weight_decay, zeros_like_each
+from gdlab.optim.rules._common import (
+    MAXIMIZE, eps, flag, hparam_used, lr, step_counters, uses, weight_decay, with_hparams, zeros_like_each,
+)
 
 
 class RMSpropState(NamedTuple):
@@ -32,6 +34,27 @@ def update(params, grads, state: RMSpropState, *, lr, alpha, eps, weight_decay, 
     )
 
 
+# --- Known mistakes and variants -------------------------------------------------------------------
+
+
+def _rmsprop_eps_inside_sqrt(params, grads, state, *, lr, alpha, eps, weight_decay, momentum, centered,
+                             maximize=False, **_):
+    """s = alpha s + (1 - alpha) g^2,  p <- p - lr g / sqrt(s + eps)  (centered: s - mean(g)^2)."""
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        grad = (-grad if maximize else grad) + weight_decay * param
+        state.square_avg[i].mul_(alpha).add_((1 - alpha) * grad * grad)
+        variance = state.square_avg[i]
+        if centered:
+            state.grad_avg[i].mul_(alpha).add_((1 - alpha) * grad)
+            variance = variance - state.grad_avg[i] ** 2
+        scaled = grad / (variance + eps).sqrt()
+        if momentum != 0:
+            state.momentum_buffer[i].mul_(momentum).add_(scaled)
+            param.sub_(lr * state.momentum_buffer[i])
+        else:
+            param.sub_(lr * scaled)
+
+
 RULE = RuleDeclaration(
     name="rmsprop",
     optimizer=RMSprop,
@@ -49,6 +72,29 @@ RULE = RuleDeclaration(
     ),
     verify_grid=flag_grid(
         {"lr": 0.01}, centered=[False, True], momentum=[0.0, 0.9], weight_decay=[0.0, 0.01], maximize=[False, True],
+    ),
+    variants=(
+        Variant(
+            "weight_decay_wrong_sign", "bug",
+            "weight decay has the wrong sign: the gradient gets - weight_decay*p instead of + weight_decay*p, "
+            "so weights grow instead of shrinking",
+            applies=hparam_used("weight_decay"),
+            **with_hparams(update, init, lambda h: {"weight_decay": -h["weight_decay"]}),
+        ),
+        Variant("centered_used", "bug", "the centered variant is used (v - mean(g)^2), but centered=False",
+                applies=lambda h: not h["centered"],
+                **with_hparams(update, init, lambda h: {"centered": True})),
+        Variant("centered_missing", "bug", "the centered variant is missing (v is used as it is), but centered=True",
+                applies=lambda h: h["centered"],
+                **with_hparams(update, init, lambda h: {"centered": False})),
+        Variant(
+            "eps_inside_sqrt", "variant",
+            "eps is inside the square root: p -= lr*g/sqrt(v + eps), as Neuromatch and d2l teach RMSprop; "
+            "torch adds it outside: g/(sqrt(v) + eps)",
+            condition="differs from torch's where v is not far above eps (small gradients); with eps far below "
+                      "v the two agree to rounding",
+            update=_rmsprop_eps_inside_sqrt, init=init,
+        ),
     ),
     summary="gradient scaled by a running root mean square",
 )
