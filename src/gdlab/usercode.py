@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +116,22 @@ def target_of(value: Any, name: str) -> str:
             f"of a module or notebook (not inside a function), or name its file in the study, like my_rules.py:Lion"
         )
     return f"{module_name}:{qualname}"
+
+
+# Folders of rule files beside gdlab's own (os.pathsep-separated), read once per process:
+# a new rule is one file there binding RULE to a RuleDeclaration, and it is registered everywhere.
+RULE_PATH_VARIABLE = "GDLAB_RULE_PATH"
+BUILTIN_RULES_FOLDER = Path(__file__).resolve().parent / "optim" / "rules"
+
+
+def rule_files() -> list[Path]:
+    """Every rule module: gdlab's (``gdlab/optim/rules/*.py``) and those in ``$GDLAB_RULE_PATH``'s
+    folders; files starting with ``_`` are helpers. Torch-free, so ``gdlab --help`` can list rules."""
+    folders = [BUILTIN_RULES_FOLDER]
+    folders += [Path(entry) for entry in os.environ.get(RULE_PATH_VARIABLE, "").split(os.pathsep) if entry]
+    files = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise GdlabError(f"${RULE_PATH_VARIABLE} names {str(folder)!r}, which is not a folder of rule files")
+        files += sorted(path for path in folder.glob("*.py") if not path.name.startswith("_"))
+    return files

@@ -12,7 +12,6 @@ prints one JSON object instead (`gdlab.check.report`), with the same status.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -21,20 +20,18 @@ from rich.table import Table
 from rich.text import Text
 
 from gdlab.errors import GdlabError
+from gdlab.usercode import rule_files
 
 if TYPE_CHECKING:
     from gdlab.check.report import CheckReport
 
-_RULES_FOLDER = Path(__file__).resolve().parents[1] / "optim" / "rules"
-
-
 def rule_names() -> tuple[str, ...]:
-    """The registered rules, read from the file names of ``gdlab/optim/rules`` (one module per rule).
+    """The registered rules, read from the rule files' names (one module per rule, named as its rule).
 
     Read this way rather than from `gdlab.optim.registry`, which imports every rule and torch with
     them: `gdlab --help` should not wait for torch. A test keeps the two in step.
     """
-    return tuple(sorted(path.stem for path in _RULES_FOLDER.glob("*.py") if not path.stem.startswith("_")))
+    return tuple(sorted(path.stem for path in rule_files()))
 
 
 RULE_NAMES = rule_names()

@@ -3,8 +3,9 @@
 Every list of rules gdlab shows or accepts (the study schema, ``gdlab check
 --against``, ``gdlab verify``, the stacked backend, the tests) is read from
 here. A module of ``gdlab/optim/rules/`` binds its declaration to ``RULE``;
-dropping a new file there registers a new rule. A user's own declaration
-(``my_rules.py:RULE`` in a study file) is loaded by :func:`load_declaration`
+dropping a new file there, or in a folder named by ``$GDLAB_RULE_PATH``,
+registers a new rule. A user's own declaration or Optimizer class named in a
+study file (``my_rules.py:RULE``) is loaded by :mod:`gdlab.optim.resolve`
 without being registered, so two studies in one process cannot see each
 other's rules.
 """
@@ -12,27 +13,26 @@ other's rules.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from functools import cache
 
 from gdlab.errors import GdlabError
 from gdlab.optim.declaration import RuleDeclaration
+from gdlab.usercode import BUILTIN_RULES_FOLDER, import_file, rule_files
 
 
 @cache
 def _registered() -> dict[str, RuleDeclaration]:
-    import gdlab.optim.rules as package
-
     found: dict[str, RuleDeclaration] = {}
-    for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+    for path in rule_files():
+        if path.parent == BUILTIN_RULES_FOLDER:
+            module = importlib.import_module(f"gdlab.optim.rules.{path.stem}")
+        else:  # a rule file of the user's, in $GDLAB_RULE_PATH
+            module = import_file(path)
         declaration = getattr(module, "RULE", None)
         if not isinstance(declaration, RuleDeclaration):
-            raise TypeError(f"{module.__name__} must bind RULE to a gdlab.optim.declaration.RuleDeclaration")
+            raise GdlabError(f"{path} must bind RULE to a gdlab.optim.declaration.RuleDeclaration")
         if declaration.name in found:
-            raise TypeError(f"two rules are named {declaration.name!r}: {module.__name__} and another module")
+            raise GdlabError(f"two rules are named {declaration.name!r}; the second is in {path}: rename one")
         found[declaration.name] = declaration
     return found
 
