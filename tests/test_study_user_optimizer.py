@@ -215,3 +215,15 @@ def test_lbfgs_trains_in_a_study_through_a_closure_equal_to_torchs(tmp_path):
 def test_rules_that_cannot_train_a_study_model_are_refused_before_training(tmp_path, rule, message):
     with pytest.raises(GdlabError, match=message):
         load_study(study_file(tmp_path, f'name = "{rule}"\n'))
+
+
+def test_a_users_rule_declaration_from_a_file_trains_stacked(tmp_path):
+    # A RuleDeclaration (pure init/update) instead of a bare class: the vectorized backend can stack it.
+    shutil.copy(ROOT / "tests" / "new_rule" / "heavyball.py", tmp_path / "heavyball.py")
+    path = study_file(tmp_path, 'name = "heavyball.py:RULE"\nlr = [0.01, 0.05]\n')
+    summary = run_study(path, out_dir=tmp_path / "out", backend="vectorized", console=quiet())
+    assert summary["backend"] == "vectorized"
+    assert [run["status"] for run in summary["runs"]] == ["ok", "ok"]
+    sequential = run_study(path, out_dir=tmp_path / "sequential", backend="sequential", console=quiet())
+    for stacked_run, run in zip(summary["runs"], sequential["runs"]):
+        assert abs(stacked_run["val_accuracy"] - run["val_accuracy"]) <= 0.02  # the stacked tolerance of test_study_run
