@@ -9,7 +9,8 @@
     print(report.render())
 
 or from the shell, ``gdlab check my_training.py:train_manual --against sgd --lr 0.01``
-(``--json`` for one JSON object; exit 0 pass, 1 fail, 2 cannot check).
+(``--json`` for one JSON object; exit 0 pass, 1 fail, 2 cannot check, 130 Ctrl-C;
+``--timeout SECONDS`` bounds how long the code may run, see `gdlab.check.containment`).
 
 Names are imported on first use, so that ``gdlab.check.command`` (and with
 it ``gdlab --help``) loads without torch.

@@ -29,6 +29,7 @@ import torch
 from gdlab.check import dtypes
 from gdlab.check.binding import OPTIMIZER, TRAINING, UPDATE, Binding, bind
 from gdlab.check.compare import TorchReference, relative_difference, tolerance
+from gdlab.check.containment import DEFAULT_TIMEOUT, Containment, run_contained
 from gdlab.check.diagnose import StepRecord, diagnose
 from gdlab.check.dtypes import DTYPES, DtypeChoice, DtypeMismatch
 from gdlab.check.loading import CannotCheck, describe_exception, load_function, source_file
@@ -52,6 +53,7 @@ def check(
     dtype: torch.dtype | str = "auto",
     seed: int = 0,
     renames: dict[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> CheckReport:
     """Check ``code`` against the rule ``against`` (a name of `gdlab.optim.registry`), step by step.
 
@@ -73,13 +75,22 @@ def check(
     code computes in), ``"float32"`` or ``"float64"``; ``seed`` fixes the
     initialization and the batch order.
 
+    ``timeout`` bounds the wall-clock seconds the code may run in all
+    during the check, importing a ``"FILE.py:NAME"`` included and gdlab's
+    own work not (None: no limit): code still running then is stopped and
+    reported (`CannotCheck`) with the line it was on. Code that calls
+    ``sys.exit()`` or raises ``KeyboardInterrupt`` itself is reported the
+    same way, while a real Ctrl-C still raises ``KeyboardInterrupt`` (see
+    `gdlab.check.containment`; ``os._exit`` is beyond its reach).
+
     Returns a `CheckReport` (``passed``, ``first_divergence``,
     ``likely_cause``, ``kind``, ``evidence``, ``render()``, ``to_json()``).
-    Raises `CannotCheck` when the code cannot be called or run to its end,
-    and `GdlabError` for hyperparameters the reference refuses.
+    Raises `CannotCheck` when the code cannot be called or run to its end
+    (in time), and `GdlabError` for hyperparameters the reference refuses.
     """
+    binds = {**(renames or {}), **(binds or {})}
     with one_thread():
-        return _check(code, against, hparams, {**(renames or {}), **(binds or {})}, epochs, dtype, seed)
+        return run_contained(timeout, lambda guard: _check(code, against, hparams, binds, epochs, dtype, seed, guard))
 
 
 def check_training_function(
@@ -91,9 +102,10 @@ def check_training_function(
     dtype: torch.dtype | str = "auto",
     seed: int = 0,
     binds: dict[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> CheckReport:
     """`check` under its first name (which took training functions only); any entry point works."""
-    return check(fn, against, hparams, binds, epochs, dtype, seed, renames)
+    return check(fn, against, hparams, binds, epochs, dtype, seed, renames, timeout)
 
 
 # --- choosing what to check against ----------------------------------------------------------------
@@ -192,8 +204,11 @@ def _run_training_function(fn, binding: Binding, rule: Rule, hparams: dict, epoc
 
 
 def _attempt(code, binding: Binding, rule: Rule, hparams: dict, epochs: int, dtype: torch.dtype, seed: int,
-             strict: bool, lr_at: Callable[[int], float] | None = None) -> _Run:
-    """Run the code once in ``dtype``; a dtype problem is a `DtypeMismatch`, other failures `CannotCheck`."""
+             strict: bool, guard: Containment, lr_at: Callable[[int], float] | None = None) -> _Run:
+    """Run the code once in ``dtype``; a dtype problem is a `DtypeMismatch`, other failures `CannotCheck`.
+
+    Only the run itself is inside ``guard``'s time: gdlab's preparation does not count against the user's code.
+    """
     if binding.entry == UPDATE and binding.roles("state"):
         layouts = state_layouts(code)
     else:
@@ -205,7 +220,7 @@ def _attempt(code, binding: Binding, rule: Rule, hparams: dict, epochs: int, dty
         run.lr_at = lr_at
         problem = run.problem
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with guard.running(f"running {binding.name}"), contextlib.redirect_stdout(io.StringIO()):
                 if binding.entry == TRAINING:
                     _run_training_function(code, binding, rule, hparams, epochs, run)
                 elif binding.entry == UPDATE:
@@ -294,7 +309,7 @@ def _raised_message(code, binding: Binding, error: BaseException) -> str:
     return message
 
 
-def _run_in_some_dtype(code, binding, rule, hparams, epochs, requested, seed) -> tuple[_Run, DtypeChoice]:
+def _run_in_some_dtype(code, binding, rule, hparams, epochs, requested, seed, guard) -> tuple[_Run, DtypeChoice]:
     choices = dtypes.plan(requested, code)
     strict = len(choices) == 1
     failures: list[tuple[DtypeChoice, str]] = []
@@ -304,7 +319,7 @@ def _run_in_some_dtype(code, binding, rule, hparams, epochs, requested, seed) ->
             choice = DtypeChoice(choice.dtype, f"auto: in {dtypes.name(tried.dtype)} your code {why}")
         try:
             with dtypes.default_dtype(choice.dtype):
-                return _attempt(code, binding, rule, hparams, epochs, choice.dtype, seed, strict), choice
+                return _attempt(code, binding, rule, hparams, epochs, choice.dtype, seed, strict, guard), choice
         except DtypeMismatch as mismatch:
             failures.append((choice, _short(mismatch.description)))
     name = getattr(code, "__name__", "the function")
@@ -329,9 +344,10 @@ def _short(description: str) -> str:
 # --- judging ---------------------------------------------------------------------------------------
 
 
-def _check(code, against, hparams, binds, epochs, dtype, seed) -> CheckReport:
+def _check(code, against, hparams, binds, epochs, dtype, seed, guard: Containment) -> CheckReport:
     if isinstance(code, str):
-        code = load_function(code)
+        with guard.running(f"importing {code.rpartition(':')[0] or code}"):
+            code = load_function(code)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise GdlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
     rule, chosen_because = _choose_rule(code, against)
@@ -339,12 +355,12 @@ def _check(code, against, hparams, binds, epochs, dtype, seed) -> CheckReport:
     resolved, sources = _settle_hyperparameters(rule, binding, hparams)
     dtypes.plan(dtype, code)  # refuse an unsupported dtype before running anything
 
-    run, choice = _run_in_some_dtype(code, binding, rule, resolved, epochs, dtype, seed)
+    run, choice = _run_in_some_dtype(code, binding, rule, resolved, epochs, dtype, seed, guard)
     with dtypes.default_dtype(choice.dtype):
-        return _judge(code, binding, rule, resolved, sources, chosen_because, run, choice, epochs)
+        return _judge(code, binding, rule, resolved, sources, chosen_because, run, choice, epochs, guard)
 
 
-def _judge(code, binding, rule, resolved, sources, chosen_because, run: _Run, choice, epochs) -> CheckReport:
+def _judge(code, binding, rule, resolved, sources, chosen_because, run: _Run, choice, epochs, guard) -> CheckReport:
     dtype = choice.dtype
     problem = run.problem
     steps = run.loader.steps
@@ -375,7 +391,7 @@ def _judge(code, binding, rule, resolved, sources, chosen_because, run: _Run, ch
 
     schedule_notes: list[str] = []
     if divergence is None and binding.entry in (UPDATE, OPTIMIZER) and "lr" not in unreceived and epochs > 1:
-        finding = _probe_schedule(code, binding, rule, resolved, epochs, choice, run, unreceived)
+        finding = _probe_schedule(code, binding, rule, resolved, epochs, choice, run, unreceived, guard)
         if finding is not None:
             short_cause, kind, evidence, hint, described = finding
             schedule_notes.append(described)
@@ -413,7 +429,7 @@ def _judge(code, binding, rule, resolved, sources, chosen_because, run: _Run, ch
 SCHEDULE_FACTOR = 0.5
 
 
-def _probe_schedule(code, binding, rule, hparams, epochs, choice, run: _Run, unreceived):
+def _probe_schedule(code, binding, rule, hparams, epochs, choice, run: _Run, unreceived, guard):
     """What changes when the learning rate does: None if the steps still match the reference, else
     (cause, kind, evidence, hint, the whole description)."""
     per_epoch = run.problem.batches_per_epoch
@@ -423,7 +439,7 @@ def _probe_schedule(code, binding, rule, hparams, epochs, choice, run: _Run, unr
         return lr if step <= per_epoch else lr * SCHEDULE_FACTOR
 
     try:
-        probe = _attempt(code, binding, rule, hparams, epochs, choice.dtype, run.loader.seed, True, lr_at)
+        probe = _attempt(code, binding, rule, hparams, epochs, choice.dtype, run.loader.seed, True, guard, lr_at)
     except (CannotCheck, DtypeMismatch):
         return None
     judgement = _judge_steps(probe.loader.steps, probe.initial, probe.reference, rule, hparams, choice.dtype, lr_at)

@@ -5,8 +5,11 @@ subclass. Exit status (stable, for grading scripts): 0 when every step
 matches the reference to rounding, 1 when the code parts from it (the step,
 the parameter and the likely cause are printed), 2 when it cannot be
 checked (not found, parameters gdlab cannot fill, an exception while
-importing or running, hyperparameters the reference refuses). ``--json``
-prints one JSON object instead (`gdlab.check.report`), with the same status.
+importing or running, code still running after ``--timeout`` seconds, code
+that calls ``sys.exit()`` or raises ``KeyboardInterrupt`` itself,
+hyperparameters the reference refuses), 130 when a real Ctrl-C stopped
+gdlab. ``--json`` prints one JSON object instead (`gdlab.check.report`),
+with the same status; nothing on a Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gdlab.check.containment import DEFAULT_TIMEOUT
 from gdlab.errors import GdlabError
 from gdlab.usercode import rule_files
 
@@ -81,6 +85,11 @@ def check(
         help="auto (the dtype your code computes in), float32 or float64.")] = "auto",
     epochs: Annotated[int, typer.Option(help="Passes over the 10 batches (two show mistakes at epoch boundaries).")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the initialization and the batch order.")] = 0,
+    timeout: Annotated[float, typer.Option(
+        metavar="SECONDS",
+        help="Wall-clock seconds your code may run in all, importing your file included (gdlab's own work "
+             "does not count); code still running then is stopped and reported with the line it was on "
+             "(exit 2). 0: no limit.")] = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (verdict, step, parameter, cause, kind, evidence ...).")] = False,
 ) -> None:
@@ -90,11 +99,19 @@ def check(
     initialization on the same batches in the same order; after every step
     the parameters are compared. Rounding-level differences pass; otherwise
     the first step and parameter where they part are named, with the likely
-    cause (a bug, or a known variant). Exit 0 pass, 1 fail, 2 cannot check.
+    cause (a bug, or a known variant).
+
+    Exit status: 0 pass, 1 fail, 2 cannot check, 130 stopped by Ctrl-C.
+    Your code runs inside gdlab's process, contained: after --timeout
+    seconds it is stopped ("your code did not return within N s", with the
+    line it was on); sys.exit() and a KeyboardInterrupt it raises itself are
+    reported with their line, not obeyed; all three exit 2 (verdict
+    cannot_check in --json). A real Ctrl-C still stops gdlab at once, also
+    when your code catches KeyboardInterrupt. Out of reach: os._exit(), a
+    crash inside C code, and processes or threads your code starts.
     """
     from gdlab.check.binding import parse_binds
     from gdlab.check.checker import check as run_check
-    from gdlab.check.loading import load_function
     from gdlab.check.report import cannot_check_json
     from gdlab.check.rules import get_rule
 
@@ -107,7 +124,8 @@ def check(
     try:
         if dtype not in ("auto", "float32", "float64"):
             raise GdlabError(f"--dtype {dtype!r} is not supported; choose auto, float32 or float64")
-        code = load_function(target)
+        if timeout < 0:
+            raise GdlabError(f"--timeout {timeout:g} must be a number of seconds > 0, or 0 for no limit")
         hparams: dict[str, object] = {}
         rule = get_rule(against) if against is not None else None
         for name, value in named.items():
@@ -121,7 +139,11 @@ def check(
             hparams[name] = value
         hparams.update(parse_hyperparameters(hp or []))
         binds = {**parse_binds(rename or [], option="--rename"), **parse_binds(bind or [])}
-        report = run_check(code, against=against, hparams=hparams, binds=binds, epochs=epochs, dtype=dtype, seed=seed)
+        report = run_check(target, against=against, hparams=hparams, binds=binds, epochs=epochs, dtype=dtype,
+                           seed=seed, timeout=timeout or None)
+    except KeyboardInterrupt:
+        Console(stderr=True, highlight=False).print("stopped: interrupted (Ctrl-C)")
+        raise typer.Exit(130) from None
     except GdlabError as error:
         if as_json:
             print(json.dumps(cannot_check_json(str(error)), indent=2))

@@ -108,9 +108,15 @@ def describe_exception(error: BaseException, user_file: str | Path | None) -> st
         where = frames[-1]
     text = f"{type(error).__name__}: {error}"
     if where is not None:
-        text += f"\n  at {Path(where.filename).name}, line {where.lineno}, in {where.name}:"
-        if where.line:
-            text += f"\n    {where.line.strip()}"
+        text += "\n  at" + describe_frame(where)
+    return text
+
+
+def describe_frame(where: traceback.FrameSummary) -> str:
+    """`` file.py, line N, in name:`` and the line itself on the next line, when its source is known."""
+    text = f" {Path(where.filename).name}, line {where.lineno}, in {where.name}:"
+    if where.line:
+        text += f"\n    {where.line.strip()}"
     return text
 
 
