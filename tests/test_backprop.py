@@ -214,3 +214,89 @@ def test_y_pred_from_another_forward_is_refused():
 def test_unknown_activation_is_refused_by_the_shared_constructor():
     with pytest.raises(GdlabError, match="'gelu'"):
         MLP([4, 3], activation="gelu")
+
+
+# ---------------------------------------------------------------- one of each: one table, one backward pass
+
+
+def test_one_activation_table_whose_module_runs_the_declared_function():
+    assert gdlab.models.ACTIVATIONS is ACTIVATIONS
+    assert list(ACTIVATIONS) == ACTIVATION_NAMES
+    z = torch.cat([torch.linspace(-5, 5, 101, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+    for name, activation in ACTIVATIONS.items():
+        assert torch.equal(activation.module()(z), activation.forward(z)), name
+
+
+def labels_and_targets(name, scores, generator):
+    """Labels for a loss on labels; for one on targets shaped like the scores, the labels' one-hot rows."""
+    labels = torch.randint(0, scores.shape[1], (scores.shape[0],), generator=generator)
+    if LOSSES[name].targets == gdlab.backprop.losses.LABELS:
+        return labels, labels
+    return labels, F.one_hot(labels, scores.shape[1]).to(scores.dtype)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_loss_name_means_one_loss_in_training_backward_and_the_gradient_check(name):
+    generator = torch.Generator().manual_seed(8)
+    torch.manual_seed(8)
+    net = MLP([6, 5, 3], activation="tanh").double()
+    x = torch.randn(10, 6, dtype=torch.float64, generator=generator)
+    scores = gdlab.models.MLP.forward(net, x)
+    labels, target = labels_and_targets(name, scores, generator)
+    declared = LOSSES[name].forward(scores, target)
+    # What a study trains with on its labels is the declared loss of their target.
+    assert torch.equal(gdlab.train.get_loss(name)(scores, labels), declared)
+    # The backward pass differentiates that same loss.
+    flat = torch.autograd.grad(declared, list(net.parameters()))
+    assert_pairs_close(hand_pairs(net, x, target, name), list(zip(flat[0::2], flat[1::2])), 1e-9, 1e-12)
+    # And the gradient check holds it to that loss.
+    assert gdlab.gradcheck.check_mlp_backward(net, x, target, loss=name).ok
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cross_entropy_gradient_for_stacked_members_is_each_members_own(dtype):
+    generator = torch.Generator().manual_seed(9)
+    scores = torch.randn(3, 7, 5, dtype=dtype, generator=generator) * 4
+    labels = torch.randint(0, 5, (7,), generator=generator)
+    losses, gradients = gdlab.backprop.cross_entropy_and_gradient(scores, labels)
+    assert losses.shape == (3,) and gradients.shape == scores.shape
+    tolerance = dict(rtol=1e-12, atol=1e-15) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-7)
+    for member in range(3):
+        leaf = scores[member].clone().requires_grad_(True)
+        loss = F.cross_entropy(leaf, labels)
+        (expected,) = torch.autograd.grad(loss, leaf)
+        torch.testing.assert_close(losses[member], loss.detach(), **tolerance)
+        torch.testing.assert_close(gradients[member], expected, **tolerance)
+        # One member alone (K = 1, plain (N, C) scores) gets exactly its slice of the stacked result.
+        alone_loss, alone_gradient = gdlab.backprop.cross_entropy_and_gradient(scores[member], labels)
+        assert torch.equal(alone_gradient, gradients[member]) and torch.equal(alone_loss, losses[member])
+
+
+def test_one_backward_pass_for_k_stacked_networks_and_for_one():
+    torch.manual_seed(10)
+    nets = [MLP([6, 5, 4, 3], activation="sigmoid").double() for _ in range(3)]
+    x = torch.randn(8, 6, dtype=torch.float64)
+    score_gradients = torch.randn(3, 8, 3, dtype=torch.float64)  # any dL/dscores: the pass is linear in it
+    for net in nets:
+        net(x)
+    stacked = gdlab.backprop.mlp_backward(
+        weights=[torch.stack([net.layers[l].weight.detach() for net in nets]) for l in range(3)],
+        layer_inputs=[x] + [torch.stack([net.a[l].detach() for net in nets]) for l in (1, 2)],
+        pre_activations=[torch.stack([net.z[l].detach() for net in nets]) for l in (1, 2)],
+        score_gradients=score_gradients,
+        derivative=ACTIVATIONS["sigmoid"].derivative,
+    )
+    for member, net in enumerate(nets):
+        expected = torch.autograd.grad(net.a[-1], list(net.parameters()), score_gradients[member])
+        for gradient, own in zip(stacked, expected):
+            torch.testing.assert_close(gradient[member], own, rtol=1e-12, atol=1e-14)
+
+
+def test_backward_returns_new_tensors_every_call():
+    # The stacked trainer hands the pass buffers to reuse; a user's gradients must not change under them.
+    torch.manual_seed(11)
+    net = MLP([4, 3, 2]).double()
+    first = net.backward(torch.zeros(5, 2, dtype=torch.float64), net(torch.randn(5, 4, dtype=torch.float64)))
+    kept = [tensor.clone() for pair in first for tensor in pair]
+    net.backward(torch.ones(5, 2, dtype=torch.float64), net(torch.randn(5, 4, dtype=torch.float64)))
+    assert all(torch.equal(tensor, copy) for tensor, copy in zip((t for pair in first for t in pair), kept))

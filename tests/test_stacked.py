@@ -24,8 +24,7 @@ from gdlab.backprop import MLP as BackpropMLP
 from gdlab.data import TensorLoader
 from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
-from gdlab.train import fit
-from gdlab.train.losses import mse_one_hot, nll_of_log_softmax
+from gdlab.train import fit, get_loss
 from gdlab.train.stacked import (
     available_memory_bytes,
     fit_stacked,
@@ -33,7 +32,7 @@ from gdlab.train.stacked import (
     member_bytes,
     normalize_hparams,
 )
-from gdlab.train.stacked_models import stack_parameters, stacked_model, supports_stacking
+from gdlab.train.stacked.models import stack_parameters, stacked_model, supports_stacking
 
 
 
@@ -222,8 +221,9 @@ def test_identical_members_train_identically_and_members_with_equal_settings_use
         assert_same_parameters(member, solo_model, torch.float64, "identical member")
 
 
-@pytest.mark.parametrize("loss_fn", [nll_of_log_softmax, mse_one_hot])
-def test_other_losses(loss_fn):
+@pytest.mark.parametrize("loss", ["nll", "mse"])
+def test_other_losses(loss):
+    loss_fn = get_loss(loss)
     configurations = CONFIGURATIONS["sgd"][:2]
     x, y = make_data(torch.float64)
     models = new_models(2, torch.float64)
@@ -270,9 +270,10 @@ def test_convnet_without_batchnorm_stacks_through_vmap():
 # Divergence
 
 
-@pytest.mark.parametrize("loss_fn", [F.cross_entropy, nll_of_log_softmax])  # closed-form and generic gradients
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll"])  # closed-form and generic gradients
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_a_diverging_member_is_masked_out_and_the_others_go_on(dtype, loss_fn):
+def test_a_diverging_member_is_masked_out_and_the_others_go_on(dtype, loss):
+    loss_fn = get_loss(loss)
     configurations = [{"lr": 0.05, "momentum": 0.9}, {"lr": 1e30, "momentum": 0.9}, {"lr": 0.1}]
     x, y = make_data(dtype)
     models = new_models(3, dtype)
@@ -350,7 +351,7 @@ def test_memory_limit_makes_chunks(monkeypatch):
     settings = normalize_hparams("sgd", configurations, 3)
     one_member = member_bytes(models[0], "sgd", settings, x[:32])
     # Room for two members at the default safety fraction of 0.5.
-    monkeypatch.setattr("gdlab.train.stacked.available_memory_bytes", lambda device: int(4.5 * one_member))
+    monkeypatch.setattr("gdlab.train.stacked.memory.available_memory_bytes", lambda device: int(4.5 * one_member))
     first_iteration_members = []
     train, _ = loaders(x, y)
     fit_stacked(

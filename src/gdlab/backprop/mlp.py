@@ -9,16 +9,18 @@ with a[0] = the flattened input and no activation on the last layer
     dL/db[l] = Σ_over_batch δ[l]
     δ[l-1]   = (δ[l] W[l]) ⊙ f'(z[l-1])
 
-The batch mean lives only in δ[L] (the loss gradient divides by N or N·C);
-every later step sums over the batch through the matrix products.
+The loss gradient is the declared one (:mod:`gdlab.backprop.losses`); the chain
+rule is :func:`gdlab.backprop.backward.mlp_backward`, the pass that trains K
+stacked networks at once, run here for K = 1.
 """
 
 import torch
 
-from gdlab.backprop.activations import ACTIVATIONS
-from gdlab.backprop.losses import LOSSES
+from gdlab.backprop.backward import mlp_backward
+from gdlab.backprop.losses import LOSSES, names_by_target, target_problem
 from gdlab.errors import GdlabError
 from gdlab.models import MLP as ModelMLP
+from gdlab.models.activations import ACTIVATIONS
 
 
 class MLP(ModelMLP):
@@ -49,26 +51,27 @@ class MLP(ModelMLP):
 
     @torch.no_grad()
     def backward(self, y_true: torch.Tensor, y_pred: torch.Tensor, loss: str = "mse"):
-        """Gradients of the mean ``loss`` ("mse" or "cross_entropy") for the last forward.
+        """Gradients of the mean ``loss`` (a name of ``gdlab.backprop.LOSSES``: "mse",
+        "cross_entropy", "nll") for the last forward.
 
         Returns ``[(dL_dW, dL_db), ...]``, one pair per layer in ``net.layers``
         order, each shaped like that layer's weight and bias.
         """
         self._check_backward_inputs(y_true, y_pred, loss)
-        delta = LOSSES[loss].gradient(y_pred, y_true)
-        gradients = []
-        for l in range(len(self.layers), 0, -1):
-            weight = self.layers[l - 1].weight
-            gradients.append((delta.T @ self.a[l - 1], delta.sum(dim=0)))
-            if l > 1:
-                delta = (delta @ weight) * self.activation_function.derivative(self.z[l - 1], self.a[l - 1])
-        return gradients[::-1]
+        score_gradients = LOSSES[loss].gradient(y_pred, y_true)
+        # One member: every tensor gets a leading member dimension of size 1 (views, no copies).
+        gradients = mlp_backward(
+            weights=[layer.weight.unsqueeze(0) for layer in self.layers],
+            layer_inputs=[self.a[0]] + [a.unsqueeze(0) for a in self.a[1:-1]],
+            pre_activations=[z.unsqueeze(0) for z in self.z[1:-1]],
+            score_gradients=score_gradients.unsqueeze(0),
+            derivative=self.activation_function.derivative,
+        )
+        return [(weight[0], bias[0]) for weight, bias in zip(gradients[0::2], gradients[1::2])]
 
     def _check_backward_inputs(self, y_true, y_pred, loss):
         if loss not in LOSSES:
-            raise GdlabError(
-                f"MLP.backward: unknown loss {loss!r}; use loss='mse' or loss='cross_entropy'"
-            )
+            raise GdlabError(f"MLP.backward: unknown loss {loss!r}; use loss={names_by_target()}")
         if not self.a:
             raise GdlabError(
                 "MLP.backward was called before forward: run y_pred = net(x) first, "
@@ -81,27 +84,6 @@ class MLP(ModelMLP):
                 f"forward (shape {tuple(output.shape)}); pass the tensor that y_pred = net(x) returned "
                 "and call backward right after that forward"
             )
-        if loss == "mse" and y_true.shape != y_pred.shape:
-            raise GdlabError(
-                f"MLP.backward: loss='mse' needs y_true shaped like y_pred {tuple(y_pred.shape)}, "
-                f"got {tuple(y_true.shape)}; for class labels use "
-                "F.one_hot(labels, num_classes).to(y_pred.dtype), or loss='cross_entropy'"
-            )
-        if loss == "mse" and not y_true.is_floating_point():
-            raise GdlabError(
-                f"MLP.backward: loss='mse' needs floating-point y_true, got {y_true.dtype}; "
-                "convert it with y_true.to(y_pred.dtype)"
-            )
-        if loss == "cross_entropy":
-            if y_true.shape != y_pred.shape[:1] or y_true.is_floating_point() or y_true.dtype == torch.bool:
-                raise GdlabError(
-                    f"MLP.backward: loss='cross_entropy' needs integer class labels of shape "
-                    f"({y_pred.shape[0]},), got dtype {y_true.dtype} shape {tuple(y_true.shape)}; "
-                    "pass labels such as y.argmax(dim=1) for one-hot targets"
-                )
-            classes = y_pred.shape[1]
-            if len(y_true) and (y_true.min() < 0 or y_true.max() >= classes):
-                raise GdlabError(
-                    f"MLP.backward: labels must lie in 0..{classes - 1} for {classes} outputs, "
-                    f"got values from {int(y_true.min())} to {int(y_true.max())}"
-                )
+        problem = target_problem(LOSSES[loss], y_pred, y_true)
+        if problem is not None:
+            raise GdlabError(f"MLP.backward: {problem}")

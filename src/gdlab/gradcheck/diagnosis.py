@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gdlab.backprop.losses import LOSSES, MEAN_OVER_ENTRIES
 from gdlab.gradcheck.comparison import as_named_tensors, is_close, resolve_tolerances
 
 # Elements whose reference is below this fraction of the largest do not vote on the factor.
@@ -328,7 +329,11 @@ def _layer_of(name):
     return name.rsplit(".", 1)[0] if "." in name else None
 
 
-DEFAULT_LOSS_HINT = "mse: 2 (y_pred - y_true) / y_pred.numel(); cross_entropy: (softmax(y_pred) - onehot(y_true)) / N"
+# Every declared loss's gradient where backward starts, for its mean reduction.
+DEFAULT_LOSS_HINT = "; ".join(
+    f"{name}: {loss.gradient_formula} / {'y_pred.numel()' if loss.mean_over == MEAN_OVER_ENTRIES else 'N'}"
+    for name, loss in LOSSES.items()
+)
 
 
 def _across_tensors(names, findings, counts, loss_hint=DEFAULT_LOSS_HINT) -> list[Finding]:

@@ -1,8 +1,9 @@
 """The loss a backward pass is checked against, and how it reduces over the batch and the outputs.
 
-A loss is a name ("mse", "cross_entropy") with a reduction ("mean" or "sum"),
-or the user's own callable ``loss(y_pred, y_true)``, used as given. What a
-reduction changes is a constant factor: the summed squared error over an
+A loss is a name of :data:`gdlab.backprop.LOSSES` (the one table of losses:
+"mse", "cross_entropy", "nll", each with its target) with a reduction ("mean"
+or "sum"), or the user's own callable ``loss(y_pred, y_true)``, used as given.
+What a reduction changes is a constant factor: the summed squared error over an
 N x C output is N·C times the mean one, and its gradient too. So the check
 needs to know, for the loss given, whether it averages or sums over the batch
 (N) and over the outputs of one example (C); for a callable that is measured,
@@ -15,11 +16,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from gdlab.backprop.losses import LABELS, LOSSES, MEAN_OVER_ENTRIES, names_by_target
 from gdlab.errors import GdlabError
 
-NAMED_LOSSES = {"mse": F.mse_loss, "cross_entropy": F.cross_entropy}
 REDUCTIONS = ("mean", "sum")
 # How close the loss of a doubled batch must be to 1x or 2x the loss to read it as a mean or a sum.
 PROBE_RTOL = 1e-9
@@ -63,14 +63,14 @@ class Reduction:
 @dataclass(frozen=True)
 class LossSpec:
     function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    name: str | None  # "mse" / "cross_entropy", or None for the user's own callable
+    name: str | None  # a name of gdlab.backprop.LOSSES, or None for the user's own callable
     reduction: Reduction
     label: str  # how the report names it: 'mse (reduction="sum")', 'your loss summed_loss'
 
     @property
     def elementwise(self) -> bool:
         """True when y is shaped like y_pred (a loss over every output), False for class labels."""
-        return self.name != "cross_entropy"
+        return self.name is None or LOSSES[self.name].targets != LABELS
 
 
 def resolve_loss(loss, reduction: str) -> tuple[Callable | str, str]:
@@ -78,16 +78,16 @@ def resolve_loss(loss, reduction: str) -> tuple[Callable | str, str]:
     if reduction not in REDUCTIONS:
         raise GdlabError(f"check_mlp_backward: reduction must be 'mean' or 'sum', got {reduction!r}")
     if isinstance(loss, str):
-        if loss not in NAMED_LOSSES:
+        if loss not in LOSSES:
             raise GdlabError(
-                f"check_mlp_backward: unknown loss {loss!r}; use loss='mse' or loss='cross_entropy' "
+                f"check_mlp_backward: unknown loss {loss!r}; use loss={names_by_target()} "
                 "(with reduction='mean' or 'sum'), or pass your own loss function: loss=my_loss"
             )
         return loss, reduction
     if not callable(loss):
         raise GdlabError(
-            f"check_mlp_backward: loss must be 'mse', 'cross_entropy' or a function loss(y_pred, y_true), "
-            f"got {type(loss).__name__}"
+            f"check_mlp_backward: loss must be a name ({', '.join(map(repr, LOSSES))}) or a function "
+            f"loss(y_pred, y_true), got {type(loss).__name__}"
         )
     return loss, reduction
 
@@ -95,12 +95,12 @@ def resolve_loss(loss, reduction: str) -> tuple[Callable | str, str]:
 def loss_spec(loss, reduction: str, y_pred: torch.Tensor, y: torch.Tensor) -> LossSpec:
     """The loss as a function of (y_pred, y) and its reduction, measured for a callable."""
     if isinstance(loss, str):
-        named = NAMED_LOSSES[loss]
+        declared = LOSSES[loss]
 
         def function(prediction, target):
-            return named(prediction, target, reduction=reduction)
+            return declared.forward(prediction, target, reduction=reduction)
 
-        outputs = reduction if loss == "mse" else None
+        outputs = reduction if declared.mean_over == MEAN_OVER_ENTRIES else None
         return LossSpec(function, loss, Reduction(reduction, outputs), f'{loss} (reduction="{reduction}")')
     name = getattr(loss, "__name__", None) or type(loss).__name__
     label = "your loss function" if name == "<lambda>" else f"your loss {name}"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from gdlab.backprop.losses import LABELS, LOSSES, target_problem
 from gdlab.errors import GdlabError
 from gdlab.gradcheck import batch
 from gdlab.gradcheck.comparison import is_close, resolve_tolerances
@@ -21,11 +22,12 @@ from gdlab.gradcheck.locate import (
     collect_gradients,
     take_snapshot,
 )
-from gdlab.gradcheck.losses import NAMED_LOSSES, LossSpec, Reduction, loss_spec, resolve_loss
+from gdlab.gradcheck.losses import LossSpec, Reduction, loss_spec, resolve_loss
 from gdlab.gradcheck.numerical import autograd_gradient, numerical_gradient
 from gdlab.gradcheck.report import GradReport, compare
 
-REFERENCE_LOSSES = NAMED_LOSSES  # the names loss= accepts (kept for code that imported it)
+# The names loss= accepts, each with torch's function (kept for code that imported it).
+REFERENCE_LOSSES = {name: loss.forward for name, loss in LOSSES.items()}
 # Finite differences cost two forward passes per parameter (about 2 s for this
 # many on one CPU core); beyond it the automatic choice leaves them out and
 # autograd alone is the reference.
@@ -73,9 +75,10 @@ def check_mlp_backward(
 
     ``loss`` is the loss you train with: your own function ``loss(y_pred,
     y_true)``, used as given (say ``lambda y_pred, y: nn.MSELoss(reduction=
-    "none")(y_pred, y).sum()``), or a name, "mse" (``y`` shaped like the
-    output) or "cross_entropy" (integer labels), reduced by ``reduction``
-    ("mean" or "sum"). The gradients compared with are those of that loss.
+    "none")(y_pred, y).sum()``), or a name of ``gdlab.backprop.LOSSES``, "mse"
+    (``y`` shaped like the output), "cross_entropy" or "nll" (integer labels),
+    reduced by ``reduction`` ("mean" or "sum"). The gradients compared with
+    are those of that loss.
 
     A backward pass written for the same loss with the other reduction (the
     summed squared error where the loss given averages, or the reverse) is not
@@ -240,21 +243,11 @@ def _prepare_targets(network, x, y, loss):
     if not isinstance(loss, str):
         return y.detach().double() if y.is_floating_point() else y.detach()
     with torch.no_grad():
-        output_shape = tuple(network(x).shape)
-    if loss == "mse":
-        if tuple(y.shape) != output_shape or not y.is_floating_point():
-            raise GdlabError(
-                f"check_mlp_backward: loss='mse' needs floating-point y shaped like the output "
-                f"{output_shape}, got {y.dtype} {tuple(y.shape)}; for class labels pass "
-                "F.one_hot(labels, num_classes).double(), or use loss='cross_entropy'"
-            )
-        return y.detach().double()
-    if tuple(y.shape) != output_shape[:1] or y.is_floating_point():
-        raise GdlabError(
-            f"check_mlp_backward: loss='cross_entropy' needs integer labels of shape {output_shape[:1]}, "
-            f"got {y.dtype} {tuple(y.shape)}; for one-hot targets pass y.argmax(dim=1)"
-        )
-    return y.detach().long()
+        y_pred = network(x)
+    problem = target_problem(LOSSES[loss], y_pred, y, target="y")
+    if problem is not None:
+        raise GdlabError(f"check_mlp_backward: {problem}")
+    return y.detach().long() if LOSSES[loss].targets == LABELS else y.detach().double()
 
 
 # ---------------------------------------------------------------- sum or mean
@@ -382,14 +375,11 @@ def _reduction_finding(scale, implied: Reduction, spec: LossSpec, n, c) -> Findi
 
 
 def _loss_hint(spec: LossSpec, implied: Reduction) -> str:
-    if spec.name == "mse":
-        divisor = {("mean", "mean"): " / y_pred.numel()", ("sum", "sum"): "",
-                   ("mean", "sum"): " / N", ("sum", "mean"): " / C"}[(implied.batch, implied.outputs)]
-        return f"for this loss 2 (y_pred - y_true){divisor}"
-    if spec.name == "cross_entropy":
-        divisor = " / N" if implied.batch == "mean" else ""
-        return f"for this loss (softmax(y_pred) - onehot(y_true)){divisor}"
-    return "the derivative of your loss with respect to y_pred"
+    if spec.name is None:
+        return "the derivative of your loss with respect to y_pred"
+    divisor = {("mean", "mean"): " / y_pred.numel()", ("mean", "sum"): " / N", ("mean", None): " / N",
+               ("sum", "mean"): " / C"}.get((implied.batch, implied.outputs), "")
+    return f"for this loss {LOSSES[spec.name].gradient_formula}{divisor}"
 
 
 # ---------------------------------------------------------------- batch-dimension mistakes

@@ -10,15 +10,8 @@ import torch
 from torch import nn
 
 from gdlab.errors import GdlabError
+from gdlab.models.activations import ACTIVATIONS
 from gdlab.models.init import init_parameters
-
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU,
-    "identity": nn.Identity,
-}
 
 PRESETS = {
     "mnist": [784, 100, 100, 10],
@@ -31,7 +24,7 @@ def make_activation(name: str) -> nn.Module:
         raise GdlabError(
             f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
         )
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[name].module()
 
 
 class MLP(nn.Module):

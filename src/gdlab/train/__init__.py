@@ -1,14 +1,12 @@
-"""Training: ``fit`` (records every iteration), ``evaluate``, the History it returns, named losses;
-``fit_stacked`` trains many configurations of one model at once."""
+"""Training: ``fit`` (records every iteration), ``evaluate``, the History it returns, ``get_loss`` (a
+declared loss as a trainer calls it); ``fit_stacked`` trains many configurations of one model at once."""
 
 from gdlab.train.history import STATUS_DIVERGED, STATUS_OK, History
 from gdlab.train.loop import evaluate, fit
-from gdlab.train.losses import LOSSES, get_loss
-from gdlab.train.stacked import fit_stacked
-from gdlab.train.stacked_models import supports_stacking
+from gdlab.train.losses import get_loss
+from gdlab.train.stacked import fit_stacked, supports_stacking
 
 __all__ = [
-    "LOSSES",
     "STATUS_DIVERGED",
     "STATUS_OK",
     "History",
@@ -18,3 +16,4 @@ __all__ = [
     "get_loss",
     "supports_stacking",
 ]
+

@@ -1,33 +1,41 @@
-"""Losses a study can name, each taking raw scores (logits) and integer labels.
+"""The losses as a trainer calls them: ``loss(scores, labels)``, labels the integer classes of the data.
 
-``nll`` is the course's ``log_softmax`` + ``nll_loss`` pair (equal to
-cross-entropy); ``mse`` compares scores with one-hot targets, as the
-backpropagation course project does. All use mean reduction.
+Each loss is declared once, in :data:`gdlab.backprop.LOSSES` (its target, its
+reduction, its value and gradient). A loss on class labels (``cross_entropy``,
+``nll``) is called as declared. A loss on targets shaped like the scores
+(``mse``) is handed each label's one-hot row: ``mse`` in a study is
+``F.mse_loss(scores, onehot(labels))``, the very loss ``MLP.backward(loss="mse")``
+and ``check_mlp_backward(loss="mse")`` differentiate for that target.
 """
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
+from gdlab.backprop.losses import LABELS, LOSSES, Loss
 from gdlab.errors import GdlabError
+from gdlab.train.loop import LossFn
 
 
-def nll_of_log_softmax(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.nll_loss(F.log_softmax(scores, dim=1), labels)
-
-
-def mse_one_hot(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    targets = F.one_hot(labels, num_classes=scores.shape[1]).to(scores.dtype)
-    return F.mse_loss(scores, targets)
-
-
-LOSSES = {
-    "cross_entropy": F.cross_entropy,
-    "nll": nll_of_log_softmax,
-    "mse": mse_one_hot,
-}
-
-
-def get_loss(name: str):
-    if name not in LOSSES:
+def get_loss(name: str) -> LossFn:
+    """The loss ``name`` as a function of (scores, integer labels), mean over the batch."""
+    if not isinstance(name, str) or name not in LOSSES:
         raise GdlabError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[name]
+    return _on_labels(name)
+
+
+@functools.cache  # one function per name, so that every caller gets the same one
+def _on_labels(name: str) -> LossFn:
+    loss = LOSSES[name]
+    if loss.targets == LABELS:
+        return loss.forward
+    return _on_one_hot_rows(loss)
+
+
+def _on_one_hot_rows(loss: Loss) -> LossFn:
+    def on_one_hot_rows(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return loss.forward(scores, F.one_hot(labels, num_classes=scores.shape[1]).to(scores.dtype))
+
+    on_one_hot_rows.__name__ = on_one_hot_rows.__qualname__ = f"{loss.name}_one_hot"
+    return on_one_hot_rows

@@ -6,10 +6,11 @@ samples; the stacked model maps it to scores of shape (K, N, C), where
 ``scores[k]`` is what member k alone gives for ``x``, and maps the gradient of
 the loss with respect to those scores to every member's parameter gradients.
 
-MLPs (:class:`gdlab.models.MLP`) run on batched matmuls, forward and backward
-written out (:class:`StackedMLP`). Because every member sees the same ``x``,
-the first layer, by far the largest of an image MLP, is one wide GEMM each
-way::
+MLPs (:class:`gdlab.models.MLP`) run on batched matmuls (:class:`StackedMLP`):
+the forward pass is written out here, the backward pass is gdlab's one MLP
+backward pass, :func:`gdlab.backprop.mlp_backward`. Because every member sees
+the same ``x``, the first layer, by far the largest of an image MLP, is one
+wide GEMM each way::
 
     [Z_1 | ... | Z_K] = x @ [W_1 | ... | W_K]^T + [b_1 | ... | b_K]       (N, K*out)
     [dW_1; ...; dW_K] = [dZ_1 | ... | dZ_K]^T @ x                         (K*out, in)
@@ -28,9 +29,10 @@ cannot batch, and freezing them would change what is trained.
 import torch
 from torch import Tensor, nn
 
-from gdlab.backprop import ACTIVATIONS
+from gdlab.backprop.backward import mlp_backward
 from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
+from gdlab.models.activations import ACTIVATIONS
 
 
 def supports_stacking(model: nn.Module) -> bool:
@@ -64,13 +66,9 @@ class StackedMLP:
         Z[0] = x W[0]^T + b[0]                  (one GEMM for all members: x is shared)
         A[l] = f(Z[l]);  Z[l+1] = A[l] W[l+1]^T + b[l+1]      (batched over k)
 
-    Backward, from dL/dZ[last] (the gradient of the loss with respect to the scores)::
-
-        dW[l] = dZ[l]^T A[l-1]     (A[-1] = x; for l = 0 one GEMM for all members)
-        db[l] = sum over samples of dZ[l]
-        dZ[l-1] = (dZ[l] W[l]) * f'(Z[l-1])
-
-    with f' from :data:`gdlab.backprop.ACTIVATIONS`. Gradients are written into
+    Backward, from dL/dZ[last] (the gradient of the loss with respect to the
+    scores): :func:`gdlab.backprop.mlp_backward`, with f' from
+    :data:`gdlab.models.activations.ACTIVATIONS`. Gradients are written into
     buffers kept from one step to the next, so a training step allocates no
     parameter-sized tensor here.
     """
@@ -99,20 +97,10 @@ class StackedMLP:
     def gradients(self, params: list[Tensor], saved: tuple, score_gradients: Tensor) -> list[Tensor]:
         """dL/dparams for every member, from dL/dscores of shape (K, N, C)."""
         layer_inputs, pre_activations = saved
-        gradients = self._buffers(params)
-        weights = params[0::2]
-        dz = score_gradients
-        for layer in range(len(weights) - 1, 0, -1):
-            torch.bmm(dz.transpose(1, 2), layer_inputs[layer], out=gradients[2 * layer])
-            torch.sum(dz, dim=1, out=gradients[2 * layer + 1])
-            derivative = self.activation.derivative(pre_activations[layer - 1], layer_inputs[layer])
-            dz = torch.bmm(dz, weights[layer]).mul_(derivative)
-        x = layer_inputs[0]
-        members, samples, width = dz.shape
-        dz = dz.transpose(0, 1).reshape(samples, members * width)
-        torch.mm(dz.t(), x, out=gradients[0].view(members * width, -1))
-        torch.sum(dz, dim=0, out=gradients[1].view(-1))
-        return gradients
+        return mlp_backward(
+            params[0::2], layer_inputs, pre_activations, score_gradients, self.activation.derivative,
+            out=self._buffers(params),
+        )
 
     def _buffers(self, params: list[Tensor]) -> list[Tensor]:
         if [g.shape for g in self._gradients] != [p.shape for p in params]:
