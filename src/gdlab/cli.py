@@ -5,6 +5,7 @@ there) is printed as one message saying what to do, with exit code 2; an
 interrupted study exits 130 after saying how to resume it.
 """
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -46,16 +47,37 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue the study in --out, training only unfinished runs")] = False,
     redo_changed: Annotated[bool, typer.Option(
         help="with --resume: train again the runs whose settings differ from those saved in --out")] = False,
+    max_runs: Annotated[int, typer.Option(
+        help="refuse a study that plans more runs than this, before anything trains")] = 10_000,
+    tensorboard: Annotated[Path | None, typer.Option(
+        help="also log every run (loss per iteration, metrics per epoch, hyperparameters) to this TensorBoard "
+        "folder")] = None,
+    mlflow: Annotated[str | None, typer.Option(
+        help="also log every run to this MLflow tracking URI (server URL, folder, sqlite:///file.db), "
+        "under a parent run per study")] = None,
 ):
     """Run a study: train every configuration and seed, select on validation, test once, write results."""
-    from gdlab.report import rich_tables
+    from gdlab.report import LiveReport, rich_tables
     from gdlab.report.tables import selected_lines
     from gdlab.study import StudyInterrupted, load_study, run_study
 
     console = _console()
     study = load_study(spec or _default_spec())
+    tracking = contextlib.nullcontext()
+    if tensorboard is not None or mlflow is not None:
+        from gdlab.study import default_out_dir
+        from gdlab.tracking import Tracking  # only when asked: tensorboard and mlflow are optional extras
+
+        out = out or default_out_dir(study)
+        tracking = Tracking(study.name, out, tensorboard=tensorboard, mlflow=mlflow)
     try:
-        summary = run_study(study, out_dir=out, backend=backend, resume=resume, console=console, redo_changed=redo_changed)
+        with tracking as tracker:
+            summary = run_study(
+                study, out_dir=out, backend=backend, resume=resume, console=console, redo_changed=redo_changed,
+                on_outcome=tracker, max_runs=max_runs, on_saved=LiveReport(console),
+            )
+            if tracker is not None:
+                tracker.finish(summary)
     except StudyInterrupted as interrupted:
         console.print(f"[yellow]{escape(str(interrupted))}[/yellow]")
         raise typer.Exit(130) from None
@@ -64,7 +86,7 @@ def run(
     for line in selected_lines(summary):
         console.print(line)
     folder = Path(summary["out_dir"])
-    console.print(f"results: {folder / 'summary.json'}, {folder / 'report.md'}, {folder / 'plots'}/")
+    console.print(f"results in {folder}/ (open report.html)", highlight=False)
 
 
 @app.command()
@@ -87,6 +109,56 @@ def datasets():
     console.print(table)
 
 
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="a study folder (the --out of gdlab run), finished or not")],
+):
+    """Rebuild report.md, report.html and plots/ from a study folder alone (also while it runs)."""
+    from gdlab.report import load_study, write_report
+
+    console = _console()
+    result = load_study(folder)
+    path = write_report(result.records)
+    console.print(f"{result.name}: {result.progress}", highlight=False)
+    if result.selected:
+        from gdlab.report.tables import selected_lines
+
+        for line in selected_lines(result.summary):
+            console.print(line, highlight=False)
+    console.print(f"wrote {path.parent / 'report.html'}, {path}, {path.parent / 'plots'}/", highlight=False)
+
+
+@app.command()
+def compare(
+    folders: Annotated[list[Path], typer.Argument(help="two or more study folders")],
+    out: Annotated[Path | None, typer.Option(
+        help="also write compare.md, compare.html and the curves of each selected configuration here")] = None,
+):
+    """Studies side by side: each one's configuration selected on validation, its test accuracy and
+    interval, and which differences from the best are significant (Welch's t-test over seeds)."""
+    from rich.table import Table
+
+    from gdlab.report.compare import DIFFERENCE_HEADER, STUDY_HEADER, compare_studies, write_comparison
+
+    console = _console()
+    comparison = compare_studies(folders)
+    for title, header, rows in (("studies compared", STUDY_HEADER, comparison.table_rows()),
+                                ("each study against the best, Welch's t-test on per-seed test accuracy",
+                                 DIFFERENCE_HEADER, comparison.difference_rows())):
+        if rows:
+            table = Table(title=title)
+            for column in header:
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+    if out is not None:
+        path = write_comparison(comparison, out)
+        console.print(f"wrote {path.with_suffix('.html')}, {path}", highlight=False)
+    else:
+        console.print("add --out DIR for compare.html / compare.md with the loss curves of each selected configuration")
+
+
 # Registered from the modules that own them; each raises typer.Exit with its exit code.
 from gdlab.check.command import check  # noqa: E402
 from gdlab.verify import verify  # noqa: E402
@@ -100,6 +172,11 @@ def main() -> None:
         app()
     except GdlabError as error:
         _console().print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
+        raise SystemExit(2) from None
+    except OSError as error:  # disk full, read-only or forbidden path outside a study's own handling: one line
+        where = f"{error.filename}: " if error.filename else ""
+        message = where + (error.strerror or str(error))
+        _console().print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
         raise SystemExit(2) from None
 
 

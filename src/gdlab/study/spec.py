@@ -9,6 +9,7 @@ validated here, before anything trains, and a mistake is reported with the
 file, the section, the key and the value.
 """
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,8 +256,9 @@ def _validate_section(section: str, values: dict, where: str | None) -> _Section
     return _validate(SETTING_SECTIONS[section], section, values, where)
 
 
-def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
-    """Keys the rule does not have, and values the rule itself refuses, named with the key."""
+def _check_optimizer(optimizer: OptimizerSpec, where: str, dtype: str = "float32") -> None:
+    """Keys the rule does not have, and values the rule itself refuses, named with the key;
+    ``dtype``: the one the rule trains in (its probe step runs in it)."""
     try:
         rule = optimizer.rule()
     except GdlabError as error:
@@ -286,7 +288,7 @@ def _check_optimizer(optimizer: OptimizerSpec, where: str) -> None:
         )
     implementations = ["scratch", "torch"] if optimizer.implementation == "both" else [optimizer.implementation]
     for implementation in implementations:
-        probe = [torch.zeros(1, requires_grad=True)]
+        probe = [torch.zeros(1, dtype=getattr(torch, dtype), requires_grad=True)]
         try:
             probe_optimizer = rule.build(probe, hyperparameters, implementation)
         except (ValueError, TypeError, OverflowError) as error:
@@ -333,7 +335,12 @@ def load_study(path: str | Path, optimizers: dict[str, type] | None = None) -> S
     if not path.is_file():
         raise GdlabError(f"study file {str(path)!r} not found; see experiments/ for examples")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise GdlabError(
+            f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start:error.start + 1]!r}); "
+            f"TOML files are UTF-8: save it in that encoding"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise GdlabError(f"{path}: not valid TOML: {error}") from None
     return parse_study(raw, source=str(path), base_dir=path.parent, optimizers=optimizers)
@@ -379,6 +386,7 @@ def parse_study(
     base = Settings(
         **{section: _validate_section(section, base_values[section], source) for section in SETTING_SECTIONS}
     )
+    _check_numbers_fit(raw, base, axes, source)
     # Validate every value of every axis on its own, so the error names it.
     for dotted_key, values in axes.items():
         for value in values:
@@ -387,8 +395,8 @@ def parse_study(
             except GdlabError as error:
                 raise GdlabError(f"{source}: {error}") from None
             if dotted_key.startswith("optimizer."):
-                _check_optimizer(settings.optimizer, source)
-    _check_optimizer(base.optimizer, source)
+                _check_optimizer(settings.optimizer, source, settings.train.dtype)
+    _check_optimizer(base.optimizer, source, base.train.dtype)
 
     search = _parse_plain_section(raw, "search", SearchSpec, source)
     ablation = _parse_plain_section(raw, "ablation", AblationSpec, source)
@@ -404,6 +412,44 @@ def parse_study(
         ablation=ablation,
         source=source,
     )
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [number for item in value for number in _numbers(item)]
+    return []
+
+
+def _check_numbers_fit(raw: dict, base: Settings, axes: dict[str, list[Any]], source: str) -> None:
+    """Every number the file gives the rule (in [optimizer], its axes, [[search.configs]] and the
+    random search's space) is finite and fits the narrowest dtype the study trains in: lr = 1e308
+    cannot become a float32, and would stop the whole study at its first step."""
+    search = raw.get("search") if isinstance(raw.get("search"), dict) else {}
+    configs = search.get("configs") if isinstance(search.get("configs"), list) else []
+    entries = [entry for entry in configs if isinstance(entry, dict)]
+    space = search.get("space") if isinstance(search.get("space"), dict) else {}
+    dtypes = {base.train.dtype, *axes.get("train.dtype", [])}
+    dtypes.update(value for entry in entries for key, value in entry.items() if qualify_key(key) == "train.dtype")
+    dtype = "float32" if "float32" in dtypes else "float64"
+    largest = torch.finfo(getattr(torch, dtype)).max
+    given = list(raw.get("optimizer", {}).items()) + [
+        (qualify_key(key).partition(".")[2], value)
+        for key, value in [item for entry in entries for item in entry.items()] + list(space.items())
+        if qualify_key(key).startswith("optimizer.")
+    ]
+    for key, value in given:
+        for number in _numbers(value):
+            if not math.isfinite(number):
+                raise GdlabError(f"{source}: [optimizer] {key} = {number!r} is not a finite number; give one")
+            if abs(number) > largest:
+                raise GdlabError(
+                    f"{source}: [optimizer] {key} = {number!r} does not fit in {dtype}, the dtype this study "
+                    f"trains in (largest {largest:.3g}); use a smaller value, or dtype = \"float64\" in [train]"
+                )
 
 
 def _parse_plain_section(raw: dict, section: str, model: type[_Section], source: str) -> _Section:
@@ -447,7 +493,7 @@ def _check_search(search: SearchSpec, base: Settings, source: str) -> None:
                 settings = base.replace(qualified)
             except GdlabError as error:
                 raise GdlabError(f"{where}: {error}") from None
-            _check_optimizer(settings.optimizer, where)
+            _check_optimizer(settings.optimizer, where, settings.train.dtype)
     elif search.configs:
         raise GdlabError(f"{source}: [search] configs are only read with kind = 'list' (kind is {search.kind!r})")
     if search.kind == "random":
