@@ -63,7 +63,7 @@ def test_run_writes_the_study_folder_and_prints_the_selection(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert f"selected on validation: {summary['selected']['config_id']}" in result.output
-    assert "[2/2]" in result.output and "summary.json" in result.output
+    assert "[2/2]" in result.output and "open report.html" in result.output
 
 
 def test_unknown_backend_is_refused_with_the_choices(tmp_path):

@@ -15,6 +15,7 @@ from study_files import write_study
 
 import gdlab.study.runner as runner
 from gdlab.errors import GdlabError
+from gdlab.report import write_report
 from gdlab.study import StudyInterrupted, load_study, plan_runs, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ def comparable(summary: dict) -> dict:
 def test_summary_follows_the_contract(tmp_path):
     spec = load_study(write_study(tmp_path, momentum="[0.0, 0.9]"))
     summary = run_study(spec, out_dir=tmp_path / "out", console=quiet())
+    write_report(tmp_path / "out")  # the analyzer, from the folder alone (as `gdlab run` does after each job)
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert on_disk["experiment"] == "tiny" and summary["experiment"] == "tiny"
     assert len(on_disk["runs"]) == 4
@@ -84,7 +86,8 @@ def test_paired_scratch_and_torch_sgd_agree_exactly(tmp_path):
     assert scratch["val_accuracy"] == reference["val_accuracy"]
     lines = [(tmp_path / "out" / "metrics" / f"{run['id']}.csv").read_text() for run in summary["runs"]]
     assert lines[0] == lines[1]
-    assert (tmp_path / "out" / "plots" / f"pair_{scratch['id']}.png").is_file()
+    write_report(tmp_path / "out")
+    assert (tmp_path / "out" / "plots" / "pairs.png").is_file()
 
 
 def test_a_diverging_configuration_is_recorded_as_diverged_and_the_study_goes_on(tmp_path):
@@ -98,7 +101,7 @@ def test_a_diverging_configuration_is_recorded_as_diverged_and_the_study_goes_on
     bad = next(c for c in summary["configurations"] if c["config"]["lr"] == 1e6)
     assert bad["status"] == "diverged" and bad["val_accuracy"]["mean"] is None
     assert summary["selected"]["config"]["lr"] == 0.1
-    report = (tmp_path / "out" / "report.md").read_text()
+    report = write_report(tmp_path / "out").read_text()
     assert "diverged" in report
     # No NaN anywhere in the JSON: strict readers must be able to parse it.
     json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=lambda name: pytest.fail(name))
@@ -246,7 +249,7 @@ factors = ["model.batchnorm", "train.schedule"]
     schedule = effects["train.schedule"]
     assert (schedule["first"], schedule["second"]) == ("step", "none")
     assert schedule["p_value"] is None or 0.0 <= schedule["p_value"] <= 1.0
-    assert "## Ablation" in (tmp_path / "out" / "report.md").read_text()
+    assert "## Ablation" in write_report(tmp_path / "out").read_text()
 
 
 def test_vectorized_backend_agrees_with_sequential(tmp_path):

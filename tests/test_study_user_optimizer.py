@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from gdlab.errors import GdlabError
+from gdlab.report import write_report
 from gdlab.study import load_study, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,7 @@ def test_a_study_compares_builtin_rules_and_a_users_rule_each_with_its_own_setti
     for row in rules[1:]:
         assert row["difference_from_best"]["n_pairs"] == 2
         assert row["difference_from_best"]["effect"] >= 0
-    report = (tmp_path / "out" / "report.md").read_text()
+    report = write_report(tmp_path / "out").read_text()
     assert "## Rules compared" in report and "| Lion |" in report
 
 

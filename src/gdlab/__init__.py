@@ -25,7 +25,12 @@ _SUBPACKAGES = (
     "errors",
 )
 
-__all__ = list(_SUBPACKAGES)
+# Functions at the top level, by the module that defines them; imported on first use too.
+_FUNCTIONS = {
+    "load_study": "gdlab.report.result",  # a study folder's results: gdlab.load_study(DIR).table()
+}
+
+__all__ = list(_SUBPACKAGES) + list(_FUNCTIONS)
 
 
 def __getattr__(name: str):
@@ -33,8 +38,12 @@ def __getattr__(name: str):
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module
+    if name in _FUNCTIONS:
+        function = getattr(importlib.import_module(_FUNCTIONS[name]), name)
+        globals()[name] = function
+        return function
     raise AttributeError(f"module 'gdlab' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES))
+    return sorted(list(globals()) + list(_SUBPACKAGES) + list(_FUNCTIONS))

@@ -30,6 +30,9 @@ def configuration_rows(summary: dict, intervals_for_all: bool = True) -> list[li
         status = configuration["status"]
         if configuration["n_diverged"]:
             status = f"{status} ({configuration['n_diverged']}/{configuration['n_runs']})"
+        planned = configuration.get("runs_planned")  # an unfinished study: seeds finished so far
+        if planned and 0 < configuration["n_runs"] < planned:
+            status = f"{status}, {configuration['n_runs']} of {planned} seeds"
         rows.append(
             [
                 ("* " if configuration["id"] == selected else "  ") + configuration["id"],
@@ -44,6 +47,37 @@ def configuration_rows(summary: dict, intervals_for_all: bool = True) -> list[li
 
 
 CONFIGURATION_HEADER = ["configuration", "status", "train acc", "val acc ± 95% CI", "val loss", "seconds"]
+
+
+def pair_rows(pairs: list[dict]) -> list[list[str]]:
+    """One row per paired configuration: how many seed pairs, and the largest per-iteration loss
+    difference between the scratch rule and torch.optim over them (``-``: one of a pair diverged)."""
+    by_configuration: dict[str, list] = {}
+    for pair in pairs:
+        by_configuration.setdefault(pair["config_id"], []).append(pair["max_loss_difference"])
+    rows = []
+    for config_id, differences in by_configuration.items():
+        largest = "-" if None in differences else f"{max(differences):.3g}"
+        rows.append([config_id, str(len(differences)), largest])
+    return rows
+
+
+PAIR_HEADER = ["configuration", "seed pairs", "max |Δloss| per iteration"]
+
+
+def run_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for record in records:
+        status = record["status"]
+        if status == "diverged" and record.get("diverged_at_iteration") is not None:
+            status = f"diverged at iteration {record['diverged_at_iteration']}"
+        rows.append([record["id"], str(record["seed"]), record["implementation"], status,
+                     _number(record["train_accuracy"]), _number(record["val_accuracy"]),
+                     _number(record["val_loss"]), f"{record['seconds']:.1f}"])
+    return rows
+
+
+RUN_HEADER = ["run", "seed", "implementation", "status", "train acc", "val acc", "val loss", "seconds"]
 
 
 def selected_lines(summary: dict) -> list[str]:
