@@ -13,7 +13,7 @@ written run by run and an interruption loses at most the jobs in flight.
 from collections.abc import Callable
 
 from gdlab.errors import GdlabError
-from gdlab.study.execute import Job, RunOutcome, data_for, run_job
+from gdlab.study.execute import Job, OnEpoch, RunOutcome, data_for, run_job
 from gdlab.study.problem import build_model
 from gdlab.study.search import RunPlan
 from gdlab.train import supports_stacking
@@ -83,16 +83,17 @@ def plan_jobs(plans: list[RunPlan], backend: str) -> tuple[str, list[Job]]:
     return backend, make_jobs(plans)
 
 
-def run_sequential(jobs: list[Job], on_done: OnDone) -> None:
+def run_sequential(jobs: list[Job], on_done: OnDone, on_epoch: OnEpoch | None = None) -> None:
     for job in jobs:
-        on_done(run_job(job))
+        on_done(run_job(job, on_epoch))
 
 
-def run_jobs(jobs: list[Job], backend: str, on_done: OnDone) -> None:
+def run_jobs(jobs: list[Job], backend: str, on_done: OnDone, on_epoch: OnEpoch | None = None) -> None:
+    """Train ``jobs``; ``on_epoch`` hears of each epoch of the jobs trained in this process (not Ray's)."""
     if backend == "ray":
         # Imported here: Ray is an optional extra, and slow to import.
         from gdlab.study.ray_backend import run_on_ray
 
         run_on_ray(jobs, on_done)
         return
-    run_sequential(jobs, on_done)
+    run_sequential(jobs, on_done, on_epoch)

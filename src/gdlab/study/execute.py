@@ -9,6 +9,7 @@ vectorized and Ray backends all call it.
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,11 @@ from gdlab.study.problem import (
 )
 from gdlab.study.search import RunPlan
 from gdlab.train import History, evaluate, fit, fit_stacked, get_loss
+
+
+# on_epoch(run_ids, epochs_done, epochs): the runs ``run_ids`` (one run, or runs stacked into one
+# model) finished epoch ``epochs_done`` of ``epochs``; for progress display, in this process only.
+OnEpoch = Callable[[tuple[str, ...], int, int], None]
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,9 @@ def finish_run(plan: RunPlan, model: torch.nn.Module, history: History, data: Pr
     return RunOutcome(plan, history, train_metrics, val_metrics, state_dict)
 
 
-def train_run(plan: RunPlan, data: PreparedData, model: torch.nn.Module | None = None) -> RunOutcome:
+def train_run(
+    plan: RunPlan, data: PreparedData, model: torch.nn.Module | None = None, on_epoch: OnEpoch | None = None
+) -> RunOutcome:
     settings = plan.settings
     model = model if model is not None else new_model(plan, data)
     optimizer = build_optimizer(settings.optimizer, model.parameters(), plan.implementation)
@@ -80,6 +88,7 @@ def train_run(plan: RunPlan, data: PreparedData, model: torch.nn.Module | None =
         loss_fn=get_loss(settings.train.loss),
         val_loader=eval_loader(data.val_x, data.val_y),
         scheduler=build_scheduler(settings.train, optimizer),
+        on_epoch=None if on_epoch is None else lambda epoch, _: on_epoch((plan.id,), epoch + 1, settings.train.epochs),
     )
     return finish_run(plan, model, history, data)
 
@@ -101,31 +110,42 @@ def max_loss_difference(first: History, second: History) -> float:
     return max(map(gap, first.iteration_loss, second.iteration_loss), default=0.0)
 
 
-def run_pair(scratch: RunPlan, reference: RunPlan, data: PreparedData) -> list[RunOutcome]:
+def run_pair(
+    scratch: RunPlan, reference: RunPlan, data: PreparedData, on_epoch: OnEpoch | None = None
+) -> list[RunOutcome]:
     """Scratch and torch rule from one initialization and one batch order."""
     model = new_model(scratch, data)
     twin = copy.deepcopy(model)
-    outcomes = [train_run(scratch, data, model), train_run(reference, data, twin)]
+    outcomes = [train_run(scratch, data, model, on_epoch), train_run(reference, data, twin, on_epoch)]
     difference = max_loss_difference(outcomes[0].history, outcomes[1].history)
     for outcome in outcomes:
         outcome.max_loss_difference = difference
     return outcomes
 
 
-def run_stacked(plans: list[RunPlan], data: PreparedData) -> list[RunOutcome]:
+def run_stacked(plans: list[RunPlan], data: PreparedData, on_epoch: OnEpoch | None = None) -> list[RunOutcome]:
     """Runs that differ only in the rule's numbers, trained as one stacked model on one batch order."""
     train = plans[0].settings.train
+    loader = train_loader(data, train, plans[0].seed)
+    run_ids = tuple(plan.id for plan in plans)
+
+    def count_epochs(iteration: int, losses: dict) -> None:
+        # fit_stacked reports iterations; an epoch ends every len(loader) of them.
+        if (iteration + 1) % len(loader) == 0:
+            on_epoch(run_ids, (iteration + 1) // len(loader), train.epochs)
+
     models = [new_model(plan, data) for plan in plans]
     hyperparameters = [plan.settings.optimizer.hyperparameters() for plan in plans]
     histories = fit_stacked(
         models,
         plans[0].settings.optimizer.rule().declaration,
         hyperparameters,
-        train_loader(data, train, plans[0].seed),
+        loader,
         epochs=train.epochs,
         loss_fn=get_loss(train.loss),
         val_loader=eval_loader(data.val_x, data.val_y),
         learning_rates=epoch_learning_rates(train, [settings["lr"] for settings in hyperparameters]),
+        on_iteration=None if on_epoch is None else count_epochs,
     )
     return [finish_run(plan, model, history, data) for plan, model, history in zip(plans, models, histories)]
 
@@ -138,10 +158,10 @@ def test_metrics(plan: RunPlan, state_dict: dict) -> dict:
     return evaluate(model, eval_loader(data.test_x, data.test_y), get_loss(plan.settings.train.loss))
 
 
-def run_job(job: Job) -> list[RunOutcome]:
+def run_job(job: Job, on_epoch: OnEpoch | None = None) -> list[RunOutcome]:
     data = data_for(job.plans[0])
     if job.kind == "pair":
-        return run_pair(job.plans[0], job.plans[1], data)
+        return run_pair(job.plans[0], job.plans[1], data, on_epoch)
     if job.kind == "stacked":
-        return run_stacked(list(job.plans), data)
-    return [train_run(plan, data) for plan in job.plans]
+        return run_stacked(list(job.plans), data, on_epoch)
+    return [train_run(plan, data, on_epoch=on_epoch) for plan in job.plans]
