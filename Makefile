@@ -15,16 +15,20 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,mlflow]"
 	touch $(STAMP)
 
-# Full Fashion-MNIST offline, from Debian. Best effort: without root or apt
-# the studies that need it say how to get it, and their tests are skipped.
+# From Debian, best effort: full Fashion-MNIST offline, and chromium for the
+# test that opens report.html in a real headless browser. Without root or apt
+# the studies that need the data say how to get it, and those tests are skipped.
 data:
-	@if [ ! -d $(FASHION_MNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's dataset-fashion-mnist"; \
-		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
-			|| echo "warning: could not install dataset-fashion-mnist; fashion-mnist studies will be unavailable"; \
+	@missing=""; \
+	[ -d $(FASHION_MNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing from Debian:$$missing"; \
+		(apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) \
+			|| echo "warning: could not install$$missing; the studies and tests that need them are skipped"; \
 	fi
 
 demo: setup
