@@ -10,12 +10,9 @@ exports each rule's class under torch's name (``gdlab.optim.SGD``,
 schedulers work on them as on torch's own.
 """
 
-from gdlab.optim import functional, registry
-from gdlab.optim.adagrad import Adagrad
-from gdlab.optim.adam import Adam, AdamW
-from gdlab.optim.rmsprop import RMSprop
-from gdlab.optim.sgd import SGD
+from gdlab.optim import functional, registry  # noqa: F401  (public submodules)
 
+# Every registered rule's class under torch's name: gdlab.optim.SGD, gdlab.optim.NAdam, ...
 for _declaration in registry.declarations():
     globals()[_declaration.optimizer.__name__] = _declaration.optimizer
 

@@ -202,3 +202,36 @@ def check_betas(betas) -> None:
             f"betas must be either both floats or both Tensors, got {betas!r} "
             f"(give both as numbers, or both as 1-element tensors)"
         )
+
+
+class DeclaredOptimizer(ScratchOptimizer):
+    """A gdlab optimizer whose step is its rule's declared pure ``init``/``update``.
+
+    A subclass names them as ``rule_init = staticmethod(init)``, ``rule_update =
+    staticmethod(update)`` and ``rule_state = MyState`` (the NamedTuple whose fields are
+    torch's per-parameter state keys). Each parameter's state is made by ``init`` at its first
+    step and kept in ``self.state`` under torch's keys, so ``state_dict`` moves between gdlab
+    and torch; the class, the stacked backend and the checker thus build state the same way.
+    """
+
+    rule_init: Callable
+    rule_update: Callable
+    rule_state: type
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            check_implementation(group)  # a loaded state_dict may have set capturable/differentiable
+            hparams = {key: value for key, value in group.items() if key != "params"}
+            params = self.params_with_grad(group)
+            self.rule_update(params, [param.grad for param in params], self.rule_state_of(params, hparams), **hparams)
+        return loss
+
+    def rule_state_of(self, params: list[Tensor], hparams: dict):
+        """The state lists of ``params`` (a ``rule_state``); a parameter's state is made at its first step."""
+        for param in params:
+            if not self.state[param]:
+                initial = self.rule_init([param], hparams)._asdict()
+                self.state[param].update({key: values[0] for key, values in initial.items()})
+        return self.rule_state(*([self.state[param][key] for param in params] for key in self.rule_state._fields))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _to_scalar
 
-from gdlab.optim._base import ScratchOptimizer, check_betas, evaluate_closure
+from gdlab.optim._base import DeclaredOptimizer, check_betas
 from gdlab.optim.declaration import RuleDeclaration, Variant
 from gdlab.optim.functional import Hyperparameter as Number
 from gdlab.optim.functional import _per_parameter, _runs, _scaled_add_, _scaled_sub_
@@ -123,7 +123,7 @@ def update_momentum_first(params, grads, state: LionState, *, lr, betas, weight_
     )
 
 
-class Lion(ScratchOptimizer):
+class Lion(DeclaredOptimizer):
     """Lion; the rule is :func:`lion`.
 
     ``state_dict`` layout: ``exp_avg`` per parameter, the same as
@@ -132,6 +132,10 @@ class Lion(ScratchOptimizer):
     ``lr`` may be a 1-element tensor, as in torch's optimizers; it steps as
     its value would.
     """
+
+    rule_init = staticmethod(init)
+    rule_update = staticmethod(update)
+    rule_state = LionState
 
     def __init__(
         self,
@@ -162,22 +166,6 @@ class Lion(ScratchOptimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("maximize", False)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            params = self.params_with_grad(group)
-            for param in params:
-                if not self.state[param]:
-                    self.state[param]["exp_avg"] = init([param], group).exp_avg[0]
-            update(
-                params,
-                [param.grad for param in params],
-                LionState([self.state[param]["exp_avg"] for param in params]),
-                **{key: value for key, value in group.items() if key != "params"},
-            )
-        return loss
 
 
 RULE = RuleDeclaration(

@@ -8,12 +8,11 @@ from torch import Tensor
 from torch.optim.optimizer import _to_scalar
 
 from gdlab.optim._base import (
-    ScratchOptimizer,
+    DeclaredOptimizer,
     check_betas,
     check_flag,
     check_implementation,
     check_non_negative,
-    evaluate_closure,
     scalar_dtype,
 )
 from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, Variant
@@ -158,7 +157,7 @@ def _update_with_constant_momentum(params, grads, state: NAdamState, **hparams) 
     update(params, grads, state, **{**hparams, "momentum_decay": math.inf})
 
 
-class NAdam(ScratchOptimizer):
+class NAdam(DeclaredOptimizer):
     """NAdam; the rule is :func:`nadam`.
 
     torch's arguments, defaults, param-group keys and ``state_dict`` layout
@@ -167,6 +166,10 @@ class NAdam(ScratchOptimizer):
     and a tensor ``lr`` included. ``foreach`` is accepted and ignored (gdlab has
     one implementation); ``capturable`` and ``differentiable`` must stay False.
     """
+
+    rule_init = staticmethod(init)
+    rule_update = staticmethod(update)
+    rule_state = NAdamState
 
     def __init__(
         self,
@@ -218,23 +221,6 @@ class NAdam(ScratchOptimizer):
         check_flag("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_flag("maximize", group["maximize"])
         check_implementation(group)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            check_implementation(group)  # a loaded state_dict may have set capturable/differentiable
-            hparams = {key: value for key, value in group.items() if key != "params"}
-            params = self.params_with_grad(group)
-            update(params, [param.grad for param in params], self._state_of(params, hparams), **hparams)
-        return loss
-
-    def _state_of(self, params: list[Tensor], hparams: dict) -> NAdamState:
-        """The state lists of ``params``; a parameter's state is made by ``init`` at its first step."""
-        for param in params:
-            if not self.state[param]:
-                self.state[param].update({key: values[0] for key, values in init([param], hparams)._asdict().items()})
-        return NAdamState(*([self.state[param][key] for param in params] for key in NAdamState._fields))
 
 
 RULE = RuleDeclaration(

@@ -7,13 +7,11 @@ from torch import Tensor
 from torch.optim.optimizer import _to_scalar
 
 from gdlab.optim._base import (
-    ScratchOptimizer,
+    DeclaredOptimizer,
     check_betas,
     check_flag,
     check_implementation,
     check_non_negative,
-    evaluate_closure,
-    scalar_dtype,
 )
 from gdlab.optim.declaration import RuleDeclaration
 from gdlab.optim.functional import (
@@ -143,7 +141,7 @@ def update(
     )
 
 
-class RAdam(ScratchOptimizer):
+class RAdam(DeclaredOptimizer):
     """RAdam; the rule is :func:`radam`.
 
     torch's arguments, defaults, param-group keys and ``state_dict`` layout
@@ -152,6 +150,10 @@ class RAdam(ScratchOptimizer):
     ``lr`` included. ``foreach`` is accepted and ignored (gdlab has one
     implementation); ``capturable`` and ``differentiable`` must stay False.
     """
+
+    rule_init = staticmethod(init)
+    rule_update = staticmethod(update)
+    rule_state = RAdamState
 
     def __init__(
         self,
@@ -197,23 +199,6 @@ class RAdam(ScratchOptimizer):
         check_flag("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_flag("maximize", group["maximize"])
         check_implementation(group)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            check_implementation(group)  # a loaded state_dict may have set capturable/differentiable
-            hparams = {key: value for key, value in group.items() if key != "params"}
-            params = self.params_with_grad(group)
-            update(params, [param.grad for param in params], self._state_of(params, hparams), **hparams)
-        return loss
-
-    def _state_of(self, params: list[Tensor], hparams: dict) -> RAdamState:
-        """The state lists of ``params``; a parameter's state is made by ``init`` at its first step."""
-        for param in params:
-            if not self.state[param]:
-                self.state[param].update({key: values[0] for key, values in init([param], hparams)._asdict().items()})
-        return RAdamState(*([self.state[param][key] for param in params] for key in RAdamState._fields))
 
 
 RULE = RuleDeclaration(
