@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gdlab-installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test verify bench clean
+PEERS  := .venv-peers
+
+.PHONY: setup data demo test verify bench bench-peers bench-startup clean
 
 setup: $(STAMP) data
 
@@ -43,5 +45,17 @@ verify: setup
 bench: setup
 	$(PY) benchmarks/bench_epoch.py
 
+# The JAX + optax peer lives in its own venv: gdlab itself does not depend on JAX.
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q jax optax
+	touch $@
+
+bench-peers: setup $(PEERS)/.installed
+	$(PY) benchmarks/bench_peers.py --jax-python $(PEERS)/bin/python
+
+bench-startup: setup
+	$(PY) benchmarks/bench_startup.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PEERS) runs .pytest_cache .hypothesis

@@ -15,7 +15,9 @@ normalized float tensor, DataLoader, the usual loop":
   the harder baseline, and both are reported.
 """
 
+import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -108,3 +110,28 @@ def training_flops(samples: int, configurations: int = 1, epochs: int = 1) -> fl
     first = SIZES[0] * SIZES[1]
     later = sum(fan_in * fan_out for fan_in, fan_out in zip(SIZES[1:-1], SIZES[2:]))
     return (4 * first + 6 * later) * samples * configurations * epochs
+
+
+def interleaved_rounds(sides: dict[str, Callable[[int], float]], rounds: int) -> tuple[dict[str, list[float]], float]:
+    """Every side once per round, round r starting r sides further along, so no side always runs
+    first or after the same neighbour; ``sides[name](round)`` returns its seconds.
+    Returns the seconds of every side, round by round, and the best matmul rate measured
+    between rounds (other processes can slow a measurement down, none can speed it up)."""
+    names = list(sides)
+    times = {name: [] for name in names}
+    rate = matmul_rate()
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = sides[name](round_index)
+            times[name].append(seconds)
+            print(f"  round {round_index + 1}: {name:28s} {seconds:8.3f} s", flush=True)
+        rate = max(rate, matmul_rate())
+    return times, rate
+
+
+def spread(values: list[float]) -> str:
+    """The median and how far the rounds stray from it: ``median s (min-max, +-x% of the median)``."""
+    median = statistics.median(values)
+    half_range = (max(values) - min(values)) / 2
+    return f"{median:8.3f} s ({min(values):.3f}-{max(values):.3f}, ±{half_range / median:.0%})"

@@ -4,13 +4,16 @@ With n seeds, a mean is reported with the two-sided 95% Student-t interval
 (n - 1 degrees of freedom); one seed gives no interval (None), never a fake
 zero-width one. The effect of a factor is the mean of per-seed paired
 differences, with its own t interval and the paired t-test's p-value.
+
+scipy.stats is imported only where an interval or a test is computed (two
+values or more): importing it costs most of a second, which a one-seed study
+(no interval at all) would otherwise pay at every start.
 """
 
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 
@@ -41,6 +44,8 @@ def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> MeanCI:
     mean = float(np.mean(values))
     if n == 1:
         return MeanCI(mean, None, None, 1)
+    from scipy import stats
+
     sem = float(stats.sem(values))
     if sem == 0.0:
         return MeanCI(mean, mean, mean, n)
@@ -71,5 +76,7 @@ def paired_effect(first: list[float], second: list[float], confidence: float = C
         if summary.ci_low == summary.ci_high:
             p_value = 1.0 if summary.mean == 0 else 0.0
         else:
+            from scipy import stats
+
             p_value = float(stats.ttest_rel(first, second).pvalue)
     return PairedEffect(summary.mean, summary.ci_low, summary.ci_high, p_value, summary.n)

@@ -1,6 +1,8 @@
 """Training: ``fit`` (records every iteration), ``evaluate``, the History it returns, ``get_loss`` (a
-declared loss as a trainer calls it); ``fit_stacked`` trains many configurations of one model at once."""
+declared loss as a trainer calls it); ``fit_stacked`` trains many configurations of one model at once;
+``fit_fast`` is ``fit`` for an MLP through the hand-written gradient path, without a host sync per step."""
 
+from gdlab.train.fast import fit_fast, supports_fast_fit
 from gdlab.train.history import STATUS_DIVERGED, STATUS_OK, History
 from gdlab.train.loop import evaluate, fit
 from gdlab.train.losses import get_loss
@@ -12,8 +14,10 @@ __all__ = [
     "History",
     "evaluate",
     "fit",
+    "fit_fast",
     "fit_stacked",
     "get_loss",
+    "supports_fast_fit",
     "supports_stacking",
 ]
 
