@@ -13,7 +13,10 @@ Backward pass: ``gdlab.backprop.MLP.backward`` for every activation and
 loss, float64, against autograd on the same network and batch, to a relative
 difference of ``BACKPROP_RTOL`` per gradient tensor.
 
-One row per rule; exit status 1 when any row fails.
+One row per rule; exit status 1 when any row fails. Each row states its result in the words every
+gdlab comparison shares (`gdlab.comparison`: verdict, kind, cause, evidence, the criterion in
+words, its tolerance as a number, the value measured); ``gdlab verify --json`` prints them, one
+object per row under ``rows``.
 
 torch (and everything built on it) is imported inside the functions that use
 it: the CLI imports this module to register the command, and ``gdlab --help``
@@ -23,15 +26,18 @@ should not wait a second or two for torch.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from gdlab.comparison import Comparison, Kind, Tolerance, Verdict, finite_or_none
+from gdlab.errors import GdlabError
 from gdlab.threads import one_thread
 
 if TYPE_CHECKING:
@@ -41,12 +47,19 @@ if TYPE_CHECKING:
 STEPS = 60
 DTYPES = ("float32", "float64")
 BACKPROP_RTOL = 1e-9
-BACKPROP_CRITERION = f"relative difference <= {BACKPROP_RTOL:g} vs autograd, float64"
-RULE_CRITERION = "torch.equal"
+BACKPROP_TOLERANCE = Tolerance(
+    f"relative difference <= {BACKPROP_RTOL:g} of the tensor's largest entry, vs autograd, float64", BACKPROP_RTOL
+)
+RULE_TOLERANCE = Tolerance("torch.equal")
 # A rule torch lacks (Lion) is held to its own pure rule: its class must equal its declared update.
-DECLARED_CRITERION = "torch.equal vs its declared init/update (no torch rule; see its tests for the paper)"
+DECLARED_TOLERANCE = Tolerance("torch.equal vs its declared init/update (no torch rule; see its tests for the paper)")
+BACKPROP_CRITERION = BACKPROP_TOLERANCE.criterion
+RULE_CRITERION = RULE_TOLERANCE.criterion
+DECLARED_CRITERION = DECLARED_TOLERANCE.criterion
 BACKPROP_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "identity")
 BACKPROP_LOSSES = ("mse", "cross_entropy")
+
+BACKPROP_RULE = "backprop.MLP"
 
 _SIZES = [12, 16, 16, 4]
 _BATCH_SIZE = 16
@@ -60,7 +73,10 @@ class VerifyRow:
     ``max_difference`` is the largest absolute parameter difference over all
     steps and configurations for a rule; for the backward pass, the largest
     relative difference of a gradient tensor. ``first_mismatch`` names the
-    first configuration, step and tensor that failed ``criterion``.
+    first configuration, step and tensor that failed ``criterion``, whose
+    number is ``limit`` (0 for torch.equal). ``compared`` says what was
+    compared, in words. A row that compared nothing (``configurations`` 0:
+    the code could not even be imported) cannot check.
     """
 
     rule: str
@@ -70,10 +86,42 @@ class VerifyRow:
     max_difference: float
     seconds: float
     first_mismatch: str | None = None
+    limit: float = 0.0
+    compared: str | None = None
 
     @property
     def passed(self) -> bool:
         return self.first_mismatch is None
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(self.criterion, self.limit)
+
+    @property
+    def comparison(self) -> Comparison:
+        """The row in the words every gdlab comparison shares: a rule that differs from its
+        reference is a bug (gdlab's contract is equality), measured by ``max_difference``."""
+        if self.configurations == 0:
+            return Comparison(Verdict.CANNOT_CHECK, cause=self.first_mismatch)
+        return Comparison(
+            verdict=Verdict.PASS if self.passed else Verdict.FAIL,
+            kind=Kind.NONE if self.passed else Kind.BUG,
+            cause=self.first_mismatch,
+            evidence=self.compared,
+            tolerance=self.tolerance,
+            measured=self.max_difference,
+        )
+
+    def to_json(self) -> dict:
+        """The shared keys (`gdlab.comparison`), then ``rule``, ``configurations``, ``bit_exact``
+        and ``seconds``."""
+        return {
+            **self.comparison.to_json(),
+            "rule": self.rule,
+            "configurations": self.configurations,
+            "bit_exact": self.bit_exact,
+            "seconds": finite_or_none(self.seconds),
+        }
 
 
 OptimizerFactory = Callable[..., Any]  # called like an optimizer class: (param_groups, **hyperparameters)
@@ -178,6 +226,8 @@ def compare_rule(
         max_difference=max_difference,
         seconds=time.perf_counter() - start,
         first_mismatch=first_mismatch,
+        compared=f"every parameter after each of {steps} steps, in {len(configurations)} settings x "
+        f"{len(dtypes)} dtypes ({', '.join(dtypes)})",
     )
 
 
@@ -248,7 +298,7 @@ def _train_side_by_side(
 
     dtype = getattr(torch, dtype_name)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)  # the CPU's only: fork_rng puts back no other
         scratch_model, inputs, labels = _problem(problem, dtype)
     reference_model = copy.deepcopy(scratch_model)
     runs = []
@@ -303,7 +353,7 @@ def compare_backward(
     *,
     activations=BACKPROP_ACTIVATIONS,
     losses=BACKPROP_LOSSES,
-    rule: str = "backprop.MLP",
+    rule: str = BACKPROP_RULE,
 ) -> VerifyRow:
     """``make_net(sizes, activation).backward`` against autograd, float64, every activation and loss.
 
@@ -318,7 +368,7 @@ def compare_backward(
     bit_exact = True
     for activation, loss in itertools.product(activations, losses):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+            torch.default_generator.manual_seed(0)
             net = make_net(_SIZES, activation).to(torch.float64)
             inputs = torch.randn(_EXAMPLES, _SIZES[0], dtype=torch.float64)
             if loss == "mse":
@@ -335,7 +385,7 @@ def compare_backward(
                 bit_exact &= torch.equal(value, reference)
                 difference = _relative_difference(value, reference)
                 max_difference = max(max_difference, difference)
-                if first_mismatch is None and not difference <= BACKPROP_RTOL:
+                if first_mismatch is None and not BACKPROP_TOLERANCE.admits(difference):
                     first_mismatch = (
                         f"activation={activation}, loss={loss}: layer {index} {name} "
                         f"differs by {difference:.3g} relative"
@@ -343,11 +393,14 @@ def compare_backward(
     return VerifyRow(
         rule=rule,
         configurations=len(activations) * len(losses),
-        criterion=BACKPROP_CRITERION,
+        criterion=BACKPROP_TOLERANCE.criterion,
         bit_exact=bit_exact,
         max_difference=max_difference,
         seconds=time.perf_counter() - start,
         first_mismatch=first_mismatch,
+        limit=BACKPROP_TOLERANCE.limit,
+        compared=f"every gradient tensor against autograd's, activations {', '.join(activations)} x "
+        f"losses {', '.join(losses)}",
     )
 
 
@@ -378,30 +431,49 @@ def _backprop_row() -> VerifyRow:
         from gdlab.backprop import MLP as ScratchBackpropMLP
     except ImportError as error:
         return VerifyRow(
-            rule="backprop.MLP",
+            rule=BACKPROP_RULE,
             configurations=0,
-            criterion=BACKPROP_CRITERION,
+            criterion=BACKPROP_TOLERANCE.criterion,
             bit_exact=False,
             max_difference=float("nan"),
             seconds=0.0,
             first_mismatch=f"gdlab.backprop.MLP could not be imported: {error}",
+            limit=BACKPROP_TOLERANCE.limit,
         )
     return compare_backward(lambda sizes, activation: ScratchBackpropMLP(sizes, activation=activation))
 
 
-def run_verify(console: Console | None = None) -> list[VerifyRow]:
-    """Run every check; print the table on ``console`` when one is given."""
-    rows = [compare_rule(*check) for check in rule_checks()]
-    rows.append(_backprop_row())
+def run_verify(console: Console | None = None, rules: list[str] | None = None) -> list[VerifyRow]:
+    """Run every check, or those of ``rules`` (names as in the table's first column, any case);
+    print the table on ``console`` when one is given."""
+    checks = rule_checks()
+    chosen = _chosen_rules([check[0] for check in checks] + [BACKPROP_RULE], rules)
+    rows = [compare_rule(*check) for check in checks if check[0] in chosen]
+    if BACKPROP_RULE in chosen:
+        rows.append(_backprop_row())
     if console is not None:
         console.print(results_table(rows))
         failed = [row for row in rows if not row.passed]
         if failed:
             for row in failed:
                 console.print(f"[red]{row.rule}[/red]: {row.first_mismatch}")
-        else:
+        elif not rules:
             console.print("every scratch rule and the backward pass agree with torch")
+        else:
+            console.print(f"{', '.join(row.rule for row in rows)} agree with torch")
     return rows
+
+
+def _chosen_rules(known: list[str], asked: list[str] | None) -> set[str]:
+    if not asked:  # None, or an option given no value: everything
+        return set(known)
+    by_lower = {name.lower(): name for name in known}
+    unknown = [name for name in asked if name.lower() not in by_lower]
+    if unknown:
+        raise GdlabError(
+            f"gdlab verify --rule {unknown[0]!r}: no such rule; choose from {', '.join(known)}"
+        )
+    return {by_lower[name.lower()] for name in asked}
 
 
 def results_table(rows: list[VerifyRow]) -> Table:
@@ -435,7 +507,33 @@ def exit_code(rows: list[VerifyRow]) -> int:
     return 0 if all(row.passed for row in rows) else 1
 
 
-def verify() -> None:
+def to_json(rows: list[VerifyRow]) -> dict:
+    """What ``gdlab verify --json`` prints: the shared keys for the whole run (pass when every row
+    passes; each row keeps its own criterion, so the whole has none), then ``rows`` (one
+    `VerifyRow.to_json` per rule) and ``exit_code``."""
+    failed = [row for row in rows if not row.passed]
+    whole = Comparison(
+        verdict=Verdict.FAIL if failed else Verdict.PASS,
+        kind=Kind.BUG if failed else Kind.NONE,
+        cause="; ".join(f"{row.rule}: {row.first_mismatch}" for row in failed) or None,
+        evidence=f"{len(rows) - len(failed)} of {len(rows)} rules agree with their reference, "
+        "each by its own criterion",
+    )
+    return {**whole.to_json(), "rows": [row.to_json() for row in rows], "exit_code": exit_code(rows)}
+
+
+def verify(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object (verdict, kind, cause, evidence, and one object per rule with its "
+        "criterion, tolerance and measured difference).")] = False,
+    rule: Annotated[list[str] | None, typer.Option(
+        help="Only this rule, by its name in the table (SGD, Adam ..., backprop.MLP); repeat as needed.",
+        show_default=False)] = None,
+) -> None:
     """Check every scratch update rule and the scratch backward pass against torch; exit 1 on any mismatch."""
-    rows = run_verify(Console())
+    if as_json:
+        rows = run_verify(rules=rule)
+        print(json.dumps(to_json(rows), indent=2))
+    else:
+        rows = run_verify(Console(), rules=rule)
     raise typer.Exit(exit_code(rows))

@@ -63,7 +63,7 @@ def make_problem(dtype: torch.dtype = torch.float32, seed: int = 0) -> Problem:
     with torch.random.fork_rng(devices=[]):
         torch.set_default_dtype(torch.float32)
         try:
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU's only: fork_rng puts back no other
             model = MLP(list(MODEL_SIZES))
         finally:
             torch.set_default_dtype(default)

@@ -14,6 +14,12 @@ the exit status beside it: 0 pass, 1 fail, 2 cannot check.
     hint       where to look in the code, or null
     function, entry, against, reference, hparams, dtype, dtype_reason, call, read, steps_expected,
     steps_taken, max_relative_difference, tolerance, notes, exit_code
+    criterion  the tolerance in words; ``tolerance`` is its number, ``measured`` the largest
+               relative difference found (= max_relative_difference)
+
+The keys verdict, kind, cause, evidence, criterion, tolerance and measured mean what they mean
+in every comparison gdlab makes (`gdlab.comparison`): ``gdlab.gradcheck``'s and ``gdlab
+verify``'s JSON hold them too.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gdlab.check.compare import TOLERANCE_EPS
+from gdlab.comparison import Comparison, Tolerance, Verdict
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,26 @@ class CheckReport:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return self.comparison.exit_code
+
+    @property
+    def comparison(self) -> Comparison:
+        """The verdict in the words every gdlab comparison shares (`gdlab.comparison`); its
+        tolerance is the one `gdlab.check.compare` derives, in words and as ``tolerance``."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        stated = Tolerance(
+            f"every step within {TOLERANCE_EPS} eps of the parameter and update sizes: "
+            f"||yours - torch's|| <= {self.tolerance:.3g} (||p|| + ||update||), {dtype}",
+            self.tolerance,
+        )
+        return Comparison(
+            verdict=Verdict.PASS if self.passed else Verdict.FAIL,
+            kind=self.kind,
+            cause=self.cause,
+            evidence=self.evidence,
+            tolerance=stated,
+            measured=self.max_relative_difference,
+        )
 
     def verdict(self) -> str:
         """One line: PASS with the largest difference, or FAIL with where it first parts from torch."""
@@ -143,15 +169,16 @@ class CheckReport:
     def to_json(self) -> dict:
         """The report as one JSON-ready object (the keys are listed in the module docstring)."""
         where = self.first_divergence
+        shared = self.comparison.to_json()
         return {
-            "verdict": "pass" if self.passed else "fail",
+            "verdict": shared["verdict"],
             "step": where.step if where else None,
             "epoch": where.epoch if where else None,
             "iteration": where.iteration if where else None,
             "parameter": where.parameter if where else None,
-            "cause": self.cause,
-            "kind": self.kind,
-            "evidence": self.evidence,
+            "cause": shared["cause"],
+            "kind": shared["kind"],
+            "evidence": shared["evidence"],
             "hint": self.hint or None,
             "function": self.function,
             "entry": self.entry,
@@ -164,8 +191,10 @@ class CheckReport:
             "read": list(self.bound),
             "steps_expected": self.steps_expected,
             "steps_taken": self.steps_taken,
-            "max_relative_difference": _finite_or_none(self.max_relative_difference),
-            "tolerance": self.tolerance,
+            "max_relative_difference": shared["measured"],
+            "criterion": shared["criterion"],
+            "tolerance": shared["tolerance"],
+            "measured": shared["measured"],
             "notes": list(self.notes),
             "exit_code": self.exit_code,
         }
@@ -177,13 +206,11 @@ class CheckReport:
         return "\n".join([*setup, "", self.verdict(), *findings])
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def cannot_check_json(message: str) -> dict:
-    """The JSON object for code that could not be checked (exit status 2)."""
+    """The JSON object for code that could not be checked (exit status 2): nothing compared, so no
+    tolerance and nothing measured."""
+    shared = Comparison(Verdict.CANNOT_CHECK, cause=message)
     return {
-        "verdict": "cannot_check", "step": None, "epoch": None, "iteration": None, "parameter": None,
-        "cause": message, "kind": "none", "evidence": None, "hint": None, "exit_code": 2,
+        **shared.to_json(), "step": None, "epoch": None, "iteration": None, "parameter": None, "hint": None,
+        "exit_code": shared.exit_code,
     }

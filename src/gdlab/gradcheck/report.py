@@ -1,11 +1,17 @@
-"""``compare``: per-tensor errors, verdicts and diagnosis gathered in a ``GradReport``."""
+"""``compare``: per-tensor errors, verdicts and diagnosis gathered in a ``GradReport``.
+
+``GradReport.comparison`` states the result in the words every gdlab comparison shares
+(`gdlab.comparison`: verdict pass | fail, kind, cause, evidence, the tolerance in words and as
+a number, the largest error measured), and ``to_json()`` starts from them.
+"""
 
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rich.console import Console
 from rich.table import Table
 
+from gdlab.comparison import Comparison, Tolerance, Verdict, finite_or_none
 from gdlab.gradcheck.comparison import TensorComparison, as_named_tensors, compare_tensor, resolve_tolerances
 from gdlab.gradcheck.diagnosis import Finding, diagnose
 
@@ -65,9 +71,101 @@ class GradReport:
     def kind(self) -> str:
         return {"ok": "none", "other_reduction": "variant"}.get(self.verdict, "bug")
 
+    @property
+    def tolerance(self) -> Tolerance:
+        """``rtol`` and ``atol`` as one criterion: the largest relative error a tensor may have
+        (`gdlab.gradcheck.comparison` defines the error so that this is exactly torch.allclose)."""
+        return Tolerance(
+            f"every element |a - r| <= atol + rtol |r| (rtol={self.rtol:g}, atol={self.atol:g}, as "
+            f"torch.allclose), i.e. relative error |a - r| / (|r| + atol/rtol) <= {self.rtol:g}",
+            self.rtol,
+        )
+
+    @property
+    def comparison(self) -> Comparison:
+        """The verdict in the shared words: pass only when ``ok``; ``kind`` as above; ``cause``
+        what is wrong (the first finding worth reading, the other reduction, or what backward
+        changes); ``evidence`` the tensors beyond the tolerance, or that every one is within it."""
+        reports = [self] + ([self.finite_differences] if self.finite_differences else [])
+        return Comparison(
+            verdict=Verdict.PASS if self.ok else Verdict.FAIL,
+            kind=self.kind,
+            cause=self._cause(),
+            evidence=self._evidence(reports),
+            tolerance=self.tolerance,
+            measured=max((row.max_rel_error for report in reports for row in report.comparisons), default=0.0),
+        )
+
+    def _cause(self) -> str | None:
+        verdict = self.verdict
+        if verdict == "ok":
+            return None
+        if verdict == "mismatch":
+            findings = self._findings_to_show()
+            if findings:
+                return findings[0].message
+            return f"a gradient differs from {self.reference_name}'s beyond the tolerance"
+        if verdict == "changes_model":
+            return self.side_effects[0].message
+        return self.reduction.message
+
+    def _evidence(self, reports: list["GradReport"]) -> str:
+        """The tensors beyond the tolerance against the first reference that has any, or that
+        there are none."""
+        for report in reports:
+            wrong = [row for row in report.comparisons if not row.ok]
+            if wrong:
+                listed = ", ".join(f"{row.name} (relative error {row.max_rel_error:.3g})" for row in wrong[:4])
+                more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
+                return (f"{len(wrong)} of {len(report.comparisons)} tensors beyond the tolerance against "
+                        f"{report.reference_name}: {listed}{more}")
+        also = " and finite differences" if len(reports) > 1 else ""
+        return f"all {len(self.comparisons)} tensors within the tolerance against {self.reference_name}{also}"
+
+    def to_json(self) -> dict:
+        """The report as one JSON-ready object.
+
+        The shared keys (verdict, kind, cause, evidence, criterion, tolerance, measured; see
+        `gdlab.comparison`), then: ``outcome`` this report's own word (ok | mismatch |
+        other_reduction | changes_model), ``parameter`` the first tensor beyond the tolerance or
+        null, ``exit_code`` (0 pass, 1 fail), ``reference``, ``rtol``, ``atol``, ``tensors`` one
+        row per tensor, ``findings`` (the diagnosis), ``reduction``, ``side_effects``,
+        ``notes`` and ``finite_differences`` (the same object for that reference, or null).
+        """
+        comparison = self.comparison
+        first_wrong = next((row.name for row in self.comparisons if not row.ok), None)
+        if first_wrong is None and self.finite_differences is not None:
+            first_wrong = next((row.name for row in self.finite_differences.comparisons if not row.ok), None)
+        return {
+            **comparison.to_json(),
+            "outcome": self.verdict,
+            "parameter": first_wrong,
+            "exit_code": comparison.exit_code,
+            "reference": self.reference_name,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "tensors": [
+                {
+                    "name": row.name,
+                    "shape": list(row.shape),
+                    "reference_shape": list(row.reference_shape),
+                    "max_abs_error": finite_or_none(row.max_abs_error),
+                    "max_rel_error": finite_or_none(row.max_rel_error),
+                    "ok": row.ok,
+                }
+                for row in self.comparisons
+            ],
+            "findings": [_finding_json(finding) for finding in self.findings],
+            "reduction": _finding_json(self.reduction) if self.reduction is not None else None,
+            "side_effects": [_finding_json(finding) for finding in self.side_effects],
+            "notes": list(self.notes),
+            "finite_differences": self.finite_differences.to_json() if self.finite_differences else None,
+        }
+
     def render(self, width: int = 110) -> str:
         """The comparison as plain text: the loss, one table per reference, the diagnosis, the verdict."""
-        console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
+        console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False,
+                          force_jupyter=False)  # a string, also inside a notebook (rich would display it there)
         if self.reduction is not None:
             console.print(f"Loss: {self.reduction.message}", markup=False)
         for report in [self] + ([self.finite_differences] if self.finite_differences else []):
@@ -137,6 +235,13 @@ class GradReport:
             f for f in findings
             if f.tensor is not None and f.kind not in {"no_pattern", "follows"} and f.kind not in said
         ]
+
+
+def _finding_json(finding: Finding) -> dict:
+    fields = asdict(finding)
+    if fields.get("factor") is not None:
+        fields["factor"] = finite_or_none(fields["factor"])
+    return fields
 
 
 def compare(

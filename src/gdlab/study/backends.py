@@ -10,17 +10,13 @@ job's outcomes to ``on_done`` as soon as it has them, so the study folder is
 written run by run and an interruption loses at most the jobs in flight.
 """
 
-from collections.abc import Callable
-
 from gdlab.errors import GdlabError
-from gdlab.study.execute import Job, OnEpoch, RunOutcome, data_for, run_job
+from gdlab.study.execute import Job, OnDone, OnEpoch, data_for, run_job
 from gdlab.study.problem import build_model
 from gdlab.study.search import RunPlan
 from gdlab.train import supports_stacking
 
 BACKENDS = ("auto", "sequential", "vectorized", "ray")
-
-OnDone = Callable[[list[RunOutcome]], None]
 
 
 def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:

@@ -5,15 +5,33 @@ share its initialization and batch order (``implementation = "both"``), or
 runs that differ only in the rule's numbers, trained as one stacked model.
 ``run_job`` is a plain function of picklable inputs so that the sequential,
 vectorized and Ray backends all call it.
+
+Two pieces of process state, both explicit:
+
+- Randomness. A run's model is initialized from its seed inside a copy of
+  torch's CPU generator (`seeded`, over ``torch.random.fork_rng``), and a whole
+  job draws from its own copies too, seeded by its first run: a job gives the
+  same results whatever ran before it in the process, and leaves the caller's
+  generators as it found them.
+- Prepared data. `data_for` keeps the last ``DATA_CACHE_ENTRIES`` prepared data
+  sets, each under a `DataKey` holding everything that makes it, the files it is
+  read from (their paths, sizes and modification times) included: two studies in
+  one process share tensors only when they would prepare the very same ones.
 """
 
+import contextlib
 import copy
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from gdlab.data.sources import locate
+from gdlab.errors import GdlabError
 from gdlab.study.problem import (
     PreparedData,
     build_model,
@@ -26,6 +44,7 @@ from gdlab.study.problem import (
     train_loader,
 )
 from gdlab.study.search import RunPlan
+from gdlab.study.spec import DataSpec
 from gdlab.train import History, evaluate, fit, fit_stacked, get_loss
 
 
@@ -50,15 +69,123 @@ class RunOutcome:
     max_loss_difference: float | None = None
 
 
+# on_done(outcomes): a job finished with these outcomes; every backend calls it as each job ends.
+OnDone = Callable[[list[RunOutcome]], None]
+
+
+# Prepared data sets kept at once. Each lives on the training device: CIFAR-10 in float32 is
+# about 0.7 GB, so a few, enough for a study whose [data] settings form a small grid axis.
+DATA_CACHE_ENTRIES = 4
+
+FileStamp = tuple[str, int, int]  # (absolute path, size in bytes, modification time in ns)
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """Everything that makes a study's prepared data.
+
+    ``files`` stands for ``root``: the files the dataset is read from, as the
+    look-up order (``root``, ``$GDLAB_DATA``, the cache, the system folder) finds
+    them now, with their sizes and modification times, so that another folder or
+    a file rewritten in place is other data.
+    """
+
+    dataset: str
+    files: tuple[FileStamp, ...]
+    classes: tuple[str | int, ...]
+    val_fraction: float
+    split_seed: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_examples: int
+    dtype: str
+    device: str
+
+    @classmethod
+    def of(cls, data: DataSpec, device: torch.device, dtype: torch.dtype) -> "DataKey | None":
+        """The key of ``data`` prepared on ``device`` in ``dtype``; None while its files are not
+        found (`prepare_data` then says where it looked, or downloads them)."""
+        try:
+            location = locate(data.dataset, data.root)
+            files = tuple(stamp for path in location.files for stamp in _file_stamps(path))
+        except (GdlabError, OSError):
+            return None
+        return cls(
+            dataset=data.dataset, files=files, classes=tuple(data.classes), val_fraction=data.val_fraction,
+            split_seed=data.split_seed, mean=tuple(data.mean), std=tuple(data.std),
+            train_examples=data.train_examples, dtype=str(dtype).removeprefix("torch."), device=str(device),
+        )
+
+
+def _file_stamps(path: Path) -> list[FileStamp]:
+    """(path, size, mtime) of the file, or of every file in the folder (CIFAR's extracted batches)."""
+    paths = sorted(child for child in path.iterdir() if child.is_file()) if path.is_dir() else [path]
+    stamps = []
+    for file in paths:
+        status = os.stat(file)
+        stamps.append((str(file.resolve()), status.st_size, status.st_mtime_ns))
+    return stamps
+
+
+class PreparedDataCache:
+    """Prepared data by `DataKey`, the ``entries`` most recently used kept."""
+
+    def __init__(self, entries: int = DATA_CACHE_ENTRIES):
+        if entries < 1:
+            raise ValueError(f"a data cache holds at least 1 entry, got entries={entries}")
+        self.entries = entries
+        self._kept: OrderedDict[DataKey, PreparedData] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def keys(self) -> list[DataKey]:
+        """The keys held, least recently used first."""
+        return list(self._kept)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def get(self, data: DataSpec, device: torch.device, dtype: torch.dtype) -> PreparedData:
+        key = DataKey.of(data, device, dtype)
+        if key is None:
+            return prepare_data(data, device, dtype)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        prepared = prepare_data(data, device, dtype)
+        self._kept[key] = prepared
+        while len(self._kept) > self.entries:
+            self._kept.popitem(last=False)
+        return prepared
+
+
+DATA_CACHE = PreparedDataCache()
+
+
 def data_for(plan: RunPlan) -> PreparedData:
+    """The run's prepared data: made once per `DataKey` and kept in ``DATA_CACHE``."""
     train = plan.settings.train
-    return prepare_data(plan.settings.data, resolve_device(train.device), getattr(torch, train.dtype))
+    return DATA_CACHE.get(plan.settings.data, resolve_device(train.device), getattr(torch, train.dtype))
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device = torch.device("cpu")):
+    """torch's generators for the CPU and ``device`` set to ``seed`` inside, and put back as they
+    were afterwards: draws inside depend on the seed alone, draws outside never on what ran inside."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def new_model(plan: RunPlan, data: PreparedData) -> torch.nn.Module:
-    """The run's model, initialized from its seed: the same seed gives the same start."""
-    torch.manual_seed(plan.seed)
-    model = build_model(plan.settings.model, data.input_shape, data.num_classes)
+    """The run's model, initialized from its seed (on the CPU, then moved): the same seed gives
+    the same start, and the caller's random state is left as it was."""
+    with seeded(plan.seed):
+        model = build_model(plan.settings.model, data.input_shape, data.num_classes)
     return model.to(device=data.train_x.device, dtype=data.train_x.dtype)
 
 
@@ -160,8 +287,11 @@ def test_metrics(plan: RunPlan, state_dict: dict) -> dict:
 
 def run_job(job: Job, on_epoch: OnEpoch | None = None) -> list[RunOutcome]:
     data = data_for(job.plans[0])
-    if job.kind == "pair":
-        return run_pair(job.plans[0], job.plans[1], data, on_epoch)
-    if job.kind == "stacked":
-        return run_stacked(list(job.plans), data, on_epoch)
-    return [train_run(plan, data, on_epoch=on_epoch) for plan in job.plans]
+    # Whatever draws from torch's global generators while the job trains (a user's rule may)
+    # draws from the job's own copies, seeded by its first run: the same in any process or order.
+    with seeded(job.plans[0].seed, data.train_x.device):
+        if job.kind == "pair":
+            return run_pair(job.plans[0], job.plans[1], data, on_epoch)
+        if job.kind == "stacked":
+            return run_stacked(list(job.plans), data, on_epoch)
+        return [train_run(plan, data, on_epoch=on_epoch) for plan in job.plans]

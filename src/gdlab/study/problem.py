@@ -1,14 +1,13 @@
 """What a run trains on and with: prepared data, the model, the optimizer, the schedule.
 
-Data is prepared once per process for each distinct ``[data]`` section
-(load, split train/validation with ``split_seed``, keep the chosen classes,
-normalize with the given or the training split's statistics) and kept on the
-device as float tensors, so every run of a study slices the same tensors.
+Data is prepared (load, split train/validation with ``split_seed``, keep the
+chosen classes, normalize with the given or the training split's statistics)
+onto the device as float tensors; `gdlab.study.execute.data_for` keeps it for
+reuse, so every run of a study slices the same tensors.
 """
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
@@ -52,14 +51,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare_data(data: DataSpec, device: torch.device, dtype: torch.dtype) -> PreparedData:
-    return _prepare_data_cached(data.model_dump_json(), str(device), str(dtype).removeprefix("torch."))
-
-
-@lru_cache(maxsize=4)
-def _prepare_data_cached(data_json: str, device_name: str, dtype_name: str) -> PreparedData:
-    data = DataSpec.model_validate_json(data_json)
-    device = torch.device(device_name)
-    dtype = getattr(torch, dtype_name)
+    """The ``[data]`` section's data on ``device`` in ``dtype``, read from its files every call."""
     try:
         dataset = gdlab.data.load(data.dataset, root=data.root, download=data.download)
     except GdlabError as error:

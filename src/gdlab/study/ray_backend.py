@@ -46,8 +46,7 @@ import torch
 
 import gdlab
 from gdlab.errors import GdlabError
-from gdlab.study.backends import OnDone
-from gdlab.study.execute import Job, RunOutcome, run_job
+from gdlab.study.execute import Job, OnDone, RunOutcome, run_job
 from gdlab.study.problem import resolve_device
 
 INSTALL_HINT = 'pip install "gdlab[ray]" (or make setup in a checkout)'

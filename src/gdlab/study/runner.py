@@ -115,7 +115,7 @@ def run_study(
     caller's own rules by the names the study file gives them (``{"lion": Lion}``), read with the
     file; a Study already read has its rules. ``max_runs``: a study planning more runs is refused.
     ``on_saved(folder, finished)``: called after each job's runs are saved (``finished`` False) and
-    after summary.json (True); the CLI passes ``gdlab.report.LiveReport()`` there, which rebuilds
+    after summary.json (True); the CLI passes its live report there, which rebuilds
     the report from the folder (the study never imports the report)."""
     if not isinstance(study, Study):
         study = load_study(study, optimizers=optimizers)
