@@ -186,3 +186,24 @@ def test_what_it_cannot_train_is_refused_with_the_fix():
     assert not supports_fast_fit(model, gdlab.optim.SGD(model.parameters(), lr=0.1))
     (trainable,) = new_models(1, torch.float32)
     assert supports_fast_fit(trainable, torch.optim.Adam(trainable.parameters()))
+
+
+def test_a_study_with_the_fast_engine_keeps_pairs_equal_and_agrees_with_autograd(tmp_path):
+    from rich.console import Console
+
+    from study_files import write_study
+
+    from gdlab.study import load_study, run_study
+
+    runs = {}
+    for engine in ("autograd", "fast"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        path = write_study(folder, implementation="both", lr="0.1", momentum="0.9")
+        path.write_text(path.read_text().replace("batch_size = 64", f'batch_size = 64\nengine = "{engine}"'))
+        summary = run_study(load_study(path), out_dir=folder / "out", console=Console(quiet=True))
+        assert [pair["max_loss_difference"] for pair in summary["pairs"]] == [0.0]
+        runs[engine] = summary["runs"][0]
+    # Another gradient path rounds differently; the figures stay within the stacked tolerance.
+    assert abs(runs["fast"]["val_accuracy"] - runs["autograd"]["val_accuracy"]) <= 0.02
+    assert abs(runs["fast"]["train_loss"] - runs["autograd"]["train_loss"]) <= 1e-3 * max(1.0, runs["autograd"]["train_loss"])

@@ -45,7 +45,7 @@ from gdlab.study.problem import (
 )
 from gdlab.study.search import RunPlan
 from gdlab.study.spec import DataSpec
-from gdlab.train import History, evaluate, fit, fit_stacked, get_loss
+from gdlab.train import History, evaluate, fast_fit_problem, fit, fit_fast, fit_stacked, get_loss
 
 
 # on_epoch(run_ids, epochs_done, epochs): the runs ``run_ids`` (one run, or runs stacked into one
@@ -207,7 +207,13 @@ def train_run(
     settings = plan.settings
     model = model if model is not None else new_model(plan, data)
     optimizer = build_optimizer(settings.optimizer, model.parameters(), plan.implementation)
-    history = fit(
+    trainer = fit
+    if settings.train.engine == "fast":
+        problem = fast_fit_problem(model, optimizer)
+        if problem is not None:
+            raise GdlabError(f"[train] engine = 'fast': {problem}; or set engine = 'autograd'")
+        trainer = fit_fast  # both halves of a pair take it: one gradient path, so the pair stays equal
+    history = trainer(
         model,
         optimizer,
         train_loader(data, settings.train, plan.seed),

@@ -87,6 +87,9 @@ class TrainSpec(_Section):
     augment: Literal["none", "hflip"] = "none"
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
+    # How gradients are computed for a single run: torch's autograd, or gdlab's hand-written MLP
+    # backward with losses kept on the device until the epoch ends (MLPs only; the rule is unchanged).
+    engine: Literal["autograd", "fast"] = "autograd"
 
     @field_validator("device")
     @classmethod

@@ -2,7 +2,7 @@
 declared loss as a trainer calls it); ``fit_stacked`` trains many configurations of one model at once;
 ``fit_fast`` is ``fit`` for an MLP through the hand-written gradient path, without a host sync per step."""
 
-from gdlab.train.fast import fit_fast, supports_fast_fit
+from gdlab.train.fast import fast_fit_problem, fit_fast, supports_fast_fit
 from gdlab.train.history import STATUS_DIVERGED, STATUS_OK, History
 from gdlab.train.loop import evaluate, fit
 from gdlab.train.losses import get_loss
@@ -14,6 +14,7 @@ __all__ = [
     "History",
     "evaluate",
     "fit",
+    "fast_fit_problem",
     "fit_fast",
     "fit_stacked",
     "get_loss",
