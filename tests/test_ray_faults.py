@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(180), pytest.mark.xdist_group
 
 @pytest.mark.slow
 def test_a_cluster_gone_mid_study_stops_it_in_one_line_and_sequential_resume_finishes_it(tmp_path):
-    # Jobs long enough that most are still running when the first run is saved.
-    path = write_study(tmp_path, seeds=2, lr="[0.05, 0.1, 0.2]", epochs=5)
+    # 40 epochs: long enough (about a second a job) that jobs are still running when the first is saved.
+    path = write_study(tmp_path, seeds=2, lr="[0.05, 0.1, 0.2]", epochs=40)
     out = tmp_path / "out"
     environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     # Ray ends a driver whose cluster's head has been silent this long (60 s by default);
