@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
-from gdlab.optim._base import ScratchOptimizer, check_implementation, evaluate_closure
+from gdlab.optim._base import DeclaredOptimizer, check_implementation
 from gdlab.optim.declaration import Hyperparameter, RuleDeclaration
 from gdlab.optim.functional import Hyperparameter as Number
 from gdlab.optim.functional import _per_parameter, _with_l2_penalty
@@ -163,7 +163,7 @@ def update(
     )
 
 
-class ASGD(ScratchOptimizer):
+class ASGD(DeclaredOptimizer):
     """Averaged SGD; the rule is :func:`asgd`.
 
     Same arguments, param groups and ``state_dict`` layout (``step``, ``eta``,
@@ -172,6 +172,10 @@ class ASGD(ScratchOptimizer):
     ``foreach`` is accepted and ignored; ``capturable=True`` and
     ``differentiable=True`` raise ValueError.
     """
+
+    rule_init = staticmethod(init)
+    rule_update = staticmethod(update)
+    rule_state = ASGDState
 
     def __init__(
         self,
@@ -227,24 +231,6 @@ class ASGD(ScratchOptimizer):
                             param_state[key] = torch.tensor(
                                 float(param_state[key]), dtype=_get_scalar_dtype(), device=param.device
                             )
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            check_implementation(group)
-            params = self.params_with_grad(group)
-            for param in params:
-                if not self.state[param]:
-                    self.state[param].update(_initial_state(param, group["lr"]))
-            states = [self.state[param] for param in params]
-            update(
-                params,
-                [param.grad for param in params],
-                ASGDState(*([state[key] for state in states] for key in ASGDState._fields)),
-                **{key: value for key, value in group.items() if key != "params"},
-            )
-        return loss
 
 
 RULE = RuleDeclaration(

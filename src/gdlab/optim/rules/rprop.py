@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
-from gdlab.optim._base import ScratchOptimizer, check_implementation, evaluate_closure
+from gdlab.optim._base import DeclaredOptimizer, check_implementation
 from gdlab.optim.declaration import Hyperparameter, RuleDeclaration, Variant
 from gdlab.optim.functional import Hyperparameter as Number
 from gdlab.optim.functional import _per_parameter
@@ -96,11 +96,11 @@ def _like(values: Tensor, *numbers: Number) -> tuple[Number, ...]:
 
 
 class RpropState(NamedTuple):
-    """Rprop's per-parameter state, under torch's ``state_dict`` keys; each a list over params."""
+    """Rprop's per-parameter state, under torch's ``state_dict`` keys in torch's order; each a list over params."""
 
+    step: list[Tensor]
     prev: list[Tensor]
     step_size: list[Tensor]
-    step: list[Tensor]
 
 
 def _initial_state(param: Tensor, lr: Number, capturable: bool = False) -> dict[str, Tensor]:
@@ -163,7 +163,7 @@ def update_without_forgetting(params, grads, state: RpropState, *, etas, step_si
     )
 
 
-class Rprop(ScratchOptimizer):
+class Rprop(DeclaredOptimizer):
     """Resilient backpropagation; the rule is :func:`rprop`.
 
     Same arguments, param groups and ``state_dict`` layout (``step``,
@@ -172,6 +172,10 @@ class Rprop(ScratchOptimizer):
     accepted and ignored; ``capturable=True`` and ``differentiable=True``
     raise ValueError.
     """
+
+    rule_init = staticmethod(init)
+    rule_update = staticmethod(update)
+    rule_state = RpropState
 
     def __init__(
         self,
@@ -212,24 +216,6 @@ class Rprop(ScratchOptimizer):
         super().__setstate__(state)
         # torch's: missing group keys get their defaults; a Python-number step becomes a tensor.
         self.restore_group_defaults({"foreach": None, "maximize": False, "differentiable": False, "capturable": False})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            check_implementation(group)
-            params = self.params_with_grad(group)
-            for param in params:
-                if not self.state[param]:
-                    self.state[param].update(_initial_state(param, group["lr"], group["capturable"]))
-            states = [self.state[param] for param in params]
-            update(
-                params,
-                [param.grad for param in params],
-                RpropState(*([state[key] for state in states] for key in RpropState._fields)),
-                **{key: value for key, value in group.items() if key != "params"},
-            )
-        return loss
 
 
 RULE = RuleDeclaration(
