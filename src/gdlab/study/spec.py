@@ -323,7 +323,8 @@ def _probe_step(name: str, probe_optimizer: torch.optim.Optimizer, param: torch.
             probe_optimizer.step()
     except Exception as error:
         raise GdlabError(
-            f"{where}: [optimizer] {name} cannot train a model with dense gradients, as a study does: "
+            f"{where}: [optimizer] {name} fails one step on a tiny dense problem, as a study would train it "
+            f"(dense gradients, step() after backward): "
             f"{type(error).__name__}: {error}"
         ) from None
 
