@@ -12,6 +12,7 @@ hyperparameters and their defaults, and the file's SHA-256.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping
@@ -145,5 +146,5 @@ def _resolve(name: str, base_dir: str | None, reference: str | None, version: tu
         )
     if reference is not None:
         declared = registry.get(reference)
-        rule = StudyRule(**{**rule.__dict__, "reference": declared.reference})
+        rule = dataclasses.replace(rule, reference=declared.reference)
     return rule
