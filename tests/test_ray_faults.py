@@ -61,7 +61,12 @@ def test_a_cluster_gone_mid_study_stops_it_in_one_line_and_sequential_resume_fin
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, output
-    assert "the study stopped: the Ray cluster's head has not answered for 10 s" in errors[0]
+    # Which death reaches the driver first (its raylet's, or the head's silence) is a race; both say so.
+    assert "the study stopped: the Ray cluster went away: " in errors[0]
+    assert any(
+        cause in errors[0]
+        for cause in ("its head has not answered for 10 s", "its head does not answer", "(its raylet) died")
+    ), errors[0]
     assert "run the same command again with --resume" in errors[0]
     done = len(list((out / "runs").glob("*.json")))
     assert 1 <= done < 6 and not list((out / "runs").glob(".*.tmp"))

@@ -218,8 +218,17 @@ def study_stopped(reason: str) -> GdlabError:
     return GdlabError(f"the study stopped: {reason}; {RESUME_HINT}")
 
 
-def job_lost(error: Exception, job: Job) -> GdlabError:
-    """What Ray says became of a job it could not finish (worker, node or raylet died), in one line."""
+def job_lost(ray, error: Exception, job: Job) -> GdlabError:
+    """What Ray says became of a job it could not finish (worker, node or raylet died), in one line.
+
+    With the whole cluster gone, which of its deaths reaches the driver first is
+    a race: the raylet's (``LocalRayletDiedError``) or the head's silence. Both
+    say the same to the user: the cluster went away, not that one job was lost.
+    """
+    if isinstance(error, ray.exceptions.LocalRayletDiedError):
+        return study_stopped("the Ray cluster went away: the Ray node on this machine (its raylet) died")
+    if not head_answers(ray):
+        return study_stopped("the Ray cluster went away: its head does not answer")
     runs = ", ".join(plan.id for plan in job.plans)
     first_line = (str(error).strip().splitlines() or [""])[0]
     return study_stopped(
@@ -272,7 +281,7 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
                 if head_answers(ray):
                     heard_from_head = time.monotonic()
                 elif time.monotonic() - heard_from_head > patience_s:
-                    raise study_stopped(f"the Ray cluster's head has not answered for {patience_s:.0f} s")
+                    raise study_stopped(f"the Ray cluster went away: its head has not answered for {patience_s:.0f} s")
                 continue
             try:
                 outcomes = ray.get(ready[0])
@@ -282,7 +291,7 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
                 raise
             except ray.exceptions.RayError as error:
                 # Not raised by the job's code: Ray's reruns are spent, or its result is lost.
-                raise job_lost(error, job_of[ready[0]]) from None
+                raise job_lost(ray, error, job_of[ready[0]]) from None
             on_done(outcomes)
     except BaseException:
         # Interrupted, or a job failed: the rest would only burn a cluster's time.
