@@ -39,3 +39,22 @@ def test_scipy_comes_in_with_the_first_interval_and_not_before():
     )
     # t(0.975, 2) = 4.3027; standard error 0.01155
     assert seeds == {"modules": ["scipy"], "printed": ["0.8703 0.9697"]}
+
+
+def test_a_gdlab_optimizer_and_a_schedule_free_study_never_import_torch_dynamo():
+    # torch.optim.Optimizer's methods import torch._dynamo (about 1 s) on first call, to keep
+    # torch.compile out of them; gdlab's optimizers call them eagerly and must not pay it.
+    code = (
+        "import sys, torch, gdlab.optim\n"
+        "from gdlab.study.problem import epoch_learning_rates\n"
+        "from gdlab.study.spec import TrainSpec\n"
+        "model = torch.nn.Linear(3, 2)\n"
+        "for rule in (gdlab.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),\n"
+        "             gdlab.optim.Adam(model.parameters()), gdlab.optim.RAdam(model.parameters())):\n"
+        "    model(torch.ones(4, 3)).sum().backward()\n"
+        "    rule.step(); rule.zero_grad(); rule.load_state_dict(rule.state_dict())\n"
+        "    rule.add_param_group({'params': [torch.zeros(1, requires_grad=True)]})\n"
+        "assert epoch_learning_rates(TrainSpec(epochs=2), [0.1, 0.2]) is None\n"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    assert imported_after(code)["printed"] == ["False"]

@@ -38,6 +38,17 @@ except ImportError:  # pragma: no cover - older torch
 UNSUPPORTED_WHEN_TRUE = ("capturable", "differentiable", "fused")
 
 
+def _without_dynamo_guard(method: Callable) -> Callable:
+    """torch's ``Optimizer`` method as written, without its ``torch._disable_dynamo`` wrapper.
+
+    The wrapper keeps ``torch.compile`` from tracing the method, and imports
+    ``torch._dynamo`` on its first call to do so: about 1 s on a 2-core CPU, paid
+    by every process that builds an optimizer (a small study's whole training
+    takes about as long). Called eagerly, the wrapped method does the same work.
+    """
+    return getattr(method, "__wrapped__", method)
+
+
 class ScratchOptimizer(Optimizer):
     """Base of the gdlab optimizers.
 
@@ -53,7 +64,16 @@ class ScratchOptimizer(Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         group_hyperparameters = {key: value for key, value in param_group.items() if key != "params"}
         self.check_group({**self.defaults, **group_hyperparameters})
-        super().add_param_group(param_group)
+        _without_dynamo_guard(Optimizer.add_param_group)(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _without_dynamo_guard(Optimizer.zero_grad)(self, set_to_none)
+
+    def state_dict(self) -> dict:
+        return _without_dynamo_guard(Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        _without_dynamo_guard(Optimizer.load_state_dict)(self, state_dict)
 
     def params_with_grad(self, group: dict, *, sparse: bool = False) -> list[Tensor]:
         """The group's parameters that have a gradient; the others are skipped, as torch does.

@@ -134,7 +134,10 @@ def build_scheduler(spec: TrainSpec, optimizer: torch.optim.Optimizer):
 def epoch_learning_rates(spec: TrainSpec, base_lrs: list[float]) -> list[list[float]] | None:
     """The learning rate of each of several runs in each epoch under the schedule, as torch's
     scheduler sets it (one param group per run): for training them stacked."""
-    probe = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in base_lrs])
+    if spec.schedule == "none":
+        return None
+    # gdlab's SGD, not torch's: torch's imports torch._dynamo on first use (about 1 s), for no schedule's sake.
+    probe = gdlab.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in base_lrs])
     scheduler = build_scheduler(spec, probe)
     if scheduler is None:
         return None
