@@ -18,6 +18,12 @@ Single runs (lr 0.01):
   ``torch.optim.SGD(foreach=True)``, losses kept on the device;
 - ``jax single``: ``benchmarks/peers_jax.py``: one ``jit``-compiled ``lax.scan``
   over the epoch with ``optax.sgd``.
+- ``torch matmuls alone``: only the epoch's matrix products (three forward,
+  five backward per step, the same shapes, on contiguous slices of the
+  resident data), as torch runs them: no loss, activation, gather or update.
+  A floor under any eager PyTorch epoch of this network, ``fit_fast`` and the
+  expert's loop included; its ratio to JAX's whole epoch says how much room
+  eager PyTorch has at all.
 
 K configurations at once (K learning rates, log-spaced from 1e-3 to 1e-1,
 momentum 0.9, one batch order for all):
@@ -43,6 +49,7 @@ side trains the same problem: they must be alike), and the ratios.
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import tempfile
@@ -124,6 +131,25 @@ def torch_expert(x, y, lr: float, seed: int) -> tuple[float, float]:
     return time.perf_counter() - started, mean_loss
 
 
+def torch_matmuls_alone(x, y, seed: int) -> tuple[float, float]:
+    """Seconds of one epoch's matrix products only (see the module docstring); no loss (nan)."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(fan_out, fan_in, generator=generator) * fan_in**-0.5
+               for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:])]
+    biases = [torch.zeros(weight.shape[0]) for weight in weights]
+    started = time.perf_counter()
+    for step in range(len(x) // BATCH_SIZE):
+        inputs = [x[step * BATCH_SIZE:(step + 1) * BATCH_SIZE]]
+        for weight, bias in zip(weights, biases):
+            inputs.append(torch.addmm(bias, inputs[-1], weight.t()))
+        gradient = inputs.pop()
+        for layer in range(len(weights) - 1, -1, -1):
+            torch.mm(gradient.t(), inputs[layer])  # dW
+            if layer:  # the images need no gradient
+                gradient = torch.mm(gradient, weights[layer])
+    return time.perf_counter() - started, math.nan
+
+
 class JaxPeer:
     """The worker process of ``peers_jax.py``: compiled once, asked for one epoch at a time."""
 
@@ -197,8 +223,9 @@ def main() -> None:
         "gdlab fit": lambda r: gdlab_single(fit, x, y, LR, r),
         "gdlab fit_fast": lambda r: gdlab_single(fit_fast, x, y, LR, r),
         "torch expert": lambda r: torch_expert(x, y, LR, r),
+        "torch matmuls alone": lambda r: torch_matmuls_alone(x, y, r),
     }
-    configurations = {"gdlab fit": 1, "gdlab fit_fast": 1, "torch expert": 1}
+    configurations = {"gdlab fit": 1, "gdlab fit_fast": 1, "torch expert": 1, "torch matmuls alone": 1}
     with tempfile.TemporaryDirectory() as folder:
         jax = None
         if not args.no_jax:
@@ -248,6 +275,8 @@ def main() -> None:
     ratio("gdlab fit_fast", "jax single", " (target >= 1)")
     ratio("gdlab fit", "jax single")
     ratio("torch expert", "jax single")
+    ratio("torch matmuls alone", "jax single", " (below 1: torch's matmuls alone take longer than JAX's epoch)")
+    ratio("gdlab fit_fast", "torch matmuls alone")
     ratio("gdlab fit_fast", "torch expert")
     ratio("gdlab fit_fast", "gdlab fit")
     for k in args.ks:
