@@ -26,6 +26,7 @@ from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
 from gdlab.train import fit, get_loss
 from gdlab.train.stacked import (
+    MemberLoaders,
     available_memory_bytes,
     fit_stacked,
     max_members_in_memory,
@@ -458,3 +459,135 @@ def test_bad_models_and_arguments():
         fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, [], 1)
     with pytest.raises(GdlabError, match="at least one model"):
         fit_stacked([], "sgd", [], train)
+
+
+# Members on their own batches: runs of different seeds (MemberLoaders)
+
+
+def seeded_loader(x, y, seed, batch_size=32):
+    return TensorLoader(x, y, batch_size=batch_size, seed=seed)
+
+
+def solo_runs_on_own_batches(models, rule, configurations, seeds, x, y, epochs, loss_fn=F.cross_entropy):
+    """Each configuration alone with fit(), on the batches of its own seed's loader."""
+    histories, trained = [], []
+    for model, configuration, seed in zip(models, configurations, seeds):
+        model = copy.deepcopy(model)
+        optimizer = OPTIMIZERS[rule](model.parameters(), **configuration)
+        val = TensorLoader(x, y, batch_size=100, shuffle=False)
+        histories.append(fit(model, optimizer, seeded_loader(x, y, seed), epochs, loss_fn, val_loader=val))
+        trained.append(model)
+    return histories, trained
+
+
+def member_loaders(x, y, seeds):
+    """One TensorLoader per seed, handed to every member of that seed (members of a seed share it)."""
+    by_seed = {seed: seeded_loader(x, y, seed) for seed in dict.fromkeys(seeds)}
+    return MemberLoaders([by_seed[seed] for seed in seeds]), by_seed
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("rule", ["sgd", "adam"])
+def test_members_of_different_seeds_train_each_on_its_own_batches_as_fit_does(rule, dtype):
+    # Seeds interleaved in the caller's order (as a study lists configuration x seed): 7, 8, 7, 8, 9.
+    configurations = (CONFIGURATIONS[rule] * 2)[:5]
+    seeds = [7, 8, 7, 8, 9]
+    x, y = make_data(dtype)
+    models = [new_models(1, dtype, seed=seed)[0] for seed in seeds]
+    solo_histories, solo_models = solo_runs_on_own_batches(models, rule, configurations, seeds, x, y, epochs=3)
+    assert solo_histories[0].iteration_loss[0] != solo_histories[1].iteration_loss[0]  # the seeds do differ
+    stacked_models = copy.deepcopy(models)
+    loaders_of, by_seed = member_loaders(x, y, seeds)
+    val = TensorLoader(x, y, batch_size=100, shuffle=False)
+    histories = fit_stacked(stacked_models, rule, configurations, loaders_of, epochs=3, val_loader=val)
+    for k, (history, solo) in enumerate(zip(histories, solo_histories)):
+        assert_same_history(history, solo, dtype, f"{rule} member {k} (seed {seeds[k]})")
+        assert_same_parameters(stacked_models[k], solo_models[k], dtype, f"{rule} member {k} (seed {seeds[k]})")
+    assert all(loader.epoch == 3 for loader in by_seed.values())
+
+
+@pytest.mark.parametrize("loss", ["nll", "mse"])
+def test_members_on_their_own_batches_with_a_loss_without_closed_form(loss):
+    loss_fn = get_loss(loss)
+    configurations, seeds = CONFIGURATIONS["sgd"][:3], [1, 2, 1]
+    x, y = make_data(torch.float64)
+    models = [new_models(1, torch.float64, seed=seed)[0] for seed in seeds]
+    solo_histories, solo_models = solo_runs_on_own_batches(
+        models, "sgd", configurations, seeds, x, y, epochs=2, loss_fn=loss_fn
+    )
+    stacked_models = copy.deepcopy(models)
+    val = TensorLoader(x, y, batch_size=100, shuffle=False)
+    histories = fit_stacked(
+        stacked_models, "sgd", configurations, member_loaders(x, y, seeds)[0], 2, loss_fn, val_loader=val
+    )
+    for k, (history, solo) in enumerate(zip(histories, solo_histories)):
+        assert_same_history(history, solo, torch.float64, f"{loss} member {k}")
+        assert_same_parameters(stacked_models[k], solo_models[k], torch.float64, f"{loss} member {k}")
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll"])
+def test_a_member_diverging_in_one_seed_leaves_the_others_of_every_seed_training(loss):
+    loss_fn = get_loss(loss)
+    configurations = [{"lr": 0.05, "momentum": 0.9}, {"lr": 1e30, "momentum": 0.9}, {"lr": 0.1}, {"lr": 0.02}]
+    seeds = [3, 3, 4, 4]
+    x, y = make_data(torch.float64)
+    models = [new_models(1, torch.float64, seed=seed)[0] for seed in seeds]
+    solo_histories, solo_models = solo_runs_on_own_batches(
+        models, "sgd", configurations, seeds, x, y, epochs=3, loss_fn=loss_fn
+    )
+    assert [history.diverged for history in solo_histories] == [False, True, False, False]
+    stacked_models = copy.deepcopy(models)
+    val = TensorLoader(x, y, batch_size=100, shuffle=False)
+    histories = fit_stacked(
+        stacked_models, "sgd", configurations, member_loaders(x, y, seeds)[0], 3, loss_fn, val_loader=val
+    )
+    assert histories[1].diverged_at_iteration == solo_histories[1].diverged_at_iteration
+    for k in range(4):
+        assert_same_history(histories[k], solo_histories[k], torch.float64, f"member {k}")
+        assert_same_parameters(stacked_models[k], solo_models[k], torch.float64, f"member {k}")
+
+
+def test_members_on_their_own_batches_in_chunks_give_what_one_stack_gives():
+    configurations = [{"lr": lr, "momentum": 0.9} for lr in (0.01, 0.02, 0.05, 0.1, 0.2)]
+    seeds = [5, 6, 5, 6, 7]
+    x, y = make_data(torch.float64)
+    models = [new_models(1, torch.float64, seed=seed)[0] for seed in seeds]
+    together = fit_stacked(copy.deepcopy(models), "sgd", configurations, member_loaders(x, y, seeds)[0], 2)
+    chunk_members = []
+    chunked = fit_stacked(
+        copy.deepcopy(models), "sgd", configurations, member_loaders(x, y, seeds)[0], 2, max_members=2,
+        on_iteration=lambda iteration, losses: chunk_members.append(tuple(losses)) if iteration == 0 else None,
+    )
+    # Lane by lane: seed 5's members (0, 2), then seed 6's (1, 3), then seed 7's (4).
+    assert chunk_members == [(0, 2), (1, 3), (4,)]
+    for a, b in zip(chunked, together):
+        assert_same_history(a, b, torch.float64, "chunked lanes")
+
+
+def test_convnets_of_different_seeds_stack_through_vmap_on_their_own_batches():
+    seeds = [0, 1]
+    models = small_convnets(2, torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 27, 27, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=generator)
+    configurations = [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.01}]
+    solo_histories, solo_models = solo_runs_on_own_batches(models, "sgd", configurations, seeds, x, y, epochs=2)
+    stacked_models = copy.deepcopy(models)
+    val = TensorLoader(x, y, batch_size=100, shuffle=False)
+    histories = fit_stacked(stacked_models, "sgd", configurations, member_loaders(x, y, seeds)[0], 2, val_loader=val)
+    for k, (history, solo) in enumerate(zip(histories, solo_histories)):
+        assert_same_history(history, solo, torch.float64, f"convnet member {k}")
+        assert_same_parameters(stacked_models[k], solo_models[k], torch.float64, f"convnet member {k}")
+
+
+def test_member_loaders_that_do_not_match_are_refused():
+    x, y = make_data(torch.float32)
+    models = new_models(2, torch.float32)
+    with pytest.raises(GdlabError, match="MemberLoaders holds 1 loaders for 2 models"):
+        fit_stacked(models, "sgd", [{"lr": 0.1}] * 2, MemberLoaders([seeded_loader(x, y, 1)]))
+    fewer_batches = MemberLoaders([seeded_loader(x, y, 1), seeded_loader(x[:96], y[:96], 2)])
+    with pytest.raises(GdlabError, match="different numbers of batches"):
+        fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, fewer_batches)
+    other_size = MemberLoaders([seeded_loader(x, y, 1, batch_size=32), seeded_loader(x[:100], y[:100], 2, batch_size=10)])
+    with pytest.raises(GdlabError, match=r"batches of \[10, 32\] samples"):
+        fit_stacked(new_models(2, torch.float32), "sgd", [{"lr": 0.1}] * 2, other_size)

@@ -17,6 +17,7 @@ import gdlab.study.runner as runner
 from gdlab.errors import GdlabError
 from gdlab.report import write_report
 from gdlab.study import StudyInterrupted, load_study, plan_runs, run_study
+from gdlab.study.backends import plan_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,18 +167,20 @@ def test_interrupted_study_resumes_to_the_same_summary(tmp_path):
 
 
 def test_interrupted_vectorized_study_resumes_to_the_same_summary(tmp_path):
-    spec = load_study(write_study(tmp_path, seeds=3, lr="[0.05, 0.2]", momentum="[0.0, 0.9]"))
+    # Nesterov is a flag, shared by the members of a stack: two stacked groups of six runs (2 lr x 3 seeds).
+    spec = load_study(write_study(tmp_path, seeds=3, lr="[0.05, 0.2]", momentum="0.9",
+                                  extra="nesterov = [false, true]"))
     whole = run_study(spec, out_dir=tmp_path / "whole", console=quiet())
     assert whole["backend"] == "vectorized"
 
     def stop_at_once(outcome):
         raise KeyboardInterrupt
 
-    # Stopped while the first stacked group (one seed, four runs) is being handed over:
+    # Stopped while the first stacked group (six runs) is being handed over:
     # the whole group is on disk, never part of it.
-    with pytest.raises(StudyInterrupted, match="4 of 12 runs complete"):
+    with pytest.raises(StudyInterrupted, match="6 of 12 runs complete"):
         run_study(spec, out_dir=tmp_path / "cut", console=quiet(), on_outcome=stop_at_once)
-    assert len(list((tmp_path / "cut" / "runs").glob("*.json"))) == 4
+    assert len(list((tmp_path / "cut" / "runs").glob("*.json"))) == 6
     resumed = run_study(spec, out_dir=tmp_path / "cut", resume=True, console=quiet())
     assert comparable(resumed) == comparable(whole)
 
@@ -271,6 +274,13 @@ def test_vectorized_backend_agrees_with_sequential(tmp_path):
         else:
             assert one["diverged_at_iteration"] == other["diverged_at_iteration"]
     assert vectorized["selected"]["config_id"] == sequential["selected"]["config_id"]
+
+
+def test_the_runs_of_every_seed_stack_into_one_job_each_on_its_seeds_batches(tmp_path):
+    spec = load_study(write_study(tmp_path, seeds=3, lr="[0.05, 0.2]"))
+    backend, jobs = plan_jobs(plan_runs(spec), "auto")
+    assert backend == "vectorized"
+    assert [(job.kind, sorted(plan.seed for plan in job.plans)) for job in jobs] == [("stacked", [0, 0, 1, 1, 2, 2])]
 
 
 def test_paired_and_torch_runs_are_never_stacked(tmp_path):

@@ -53,8 +53,8 @@ class Loss:
 def cross_entropy_and_gradient(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     r"""``F.cross_entropy`` (mean) and its gradient with respect to the scores, in closed form, in one pass.
 
-    ``scores``: (N, C), or (K, N, C) for K members sharing the labels (then one
-    loss per member, shape (K,)). With :math:`p_n = \mathrm{softmax}(s_n)`:
+    ``scores``: (N, C), or (K, N, C) for K members, with ``labels`` (N,) that they
+    share or (K, N), each member's own (then one loss per member, shape (K,)). With :math:`p_n = \mathrm{softmax}(s_n)`:
     :math:`L = -\frac1N \sum_n \log p_n[y_n]` and
     :math:`\partial L / \partial s_n = (p_n - \mathrm{onehot}(y_n)) / N`.
     ``log_softmax`` subtracts each row's maximum first, so exp never overflows
@@ -62,10 +62,10 @@ def cross_entropy_and_gradient(scores: Tensor, labels: Tensor) -> tuple[Tensor, 
     gradient up to rounding (integer labels 0..C-1; no ignore_index, weights or
     label smoothing).
     """
-    samples = labels.shape[0]
+    samples = labels.shape[-1]
     leading = scores.shape[:-1]  # (N,) or (K, N)
     log_probabilities = torch.log_softmax(scores, dim=-1)
-    label_index = labels.view(*([1] * (scores.dim() - 2)), samples, 1).expand(*leading, 1)
+    label_index = labels.view(*([1] * (scores.dim() - labels.dim() - 1)), *labels.shape, 1).expand(*leading, 1)
     losses = log_probabilities.gather(-1, label_index).mean(dim=(-2, -1)).neg_()
     minus_one = torch.full((1,) * scores.dim(), -1.0, dtype=scores.dtype, device=scores.device)
     gradients = log_probabilities.exp_().scatter_add_(-1, label_index, minus_one.expand(*leading, 1))

@@ -1,10 +1,11 @@
 """Backends: who trains the jobs of a study, and in what groups.
 
 ``sequential`` trains one job after another in this process. ``vectorized``
-does too, but first gathers the runs that share a model shape, a seed (hence
-the initialization and the batch order) and the rule's flags into one
-stacked job, trained as one model (``gdlab.train.fit_stacked``); ``auto``
-picks it when some job would stack two runs or more. ``ray`` makes each job a
+does too, but first gathers the runs that share a model shape, the data and
+training settings and the rule's flags into one stacked job, trained as one
+model (``gdlab.train.fit_stacked``), every seed's runs on that seed's
+initialization and batch order; ``auto`` picks it when some job would stack
+two runs or more. ``ray`` makes each job a
 Ray task (``gdlab.study.ray_backend``). Every backend hands each finished
 job's outcomes to ``on_done`` as soon as it has them, so the study folder is
 written run by run and an interruption loses at most the jobs in flight.
@@ -43,12 +44,12 @@ def make_jobs(plans: list[RunPlan], stack: bool = False) -> list[Job]:
 
 
 def _stack_key(plan: RunPlan) -> tuple:
-    """What stacked runs must share: everything but the rule's numeric hyperparameters."""
+    """What stacked runs must share: everything but the rule's numeric hyperparameters and the seed
+    (each seed's runs train on their own batch order: ``MemberLoaders``)."""
     settings = plan.settings
     hyperparameters = settings.optimizer.hyperparameters()
     shared = sorted((key, repr(hyperparameters[key])) for key in settings.optimizer.rule().declaration.shared_names)
     return (
-        plan.seed,
         settings.data.model_dump_json(),
         settings.model.model_dump_json(),
         settings.train.model_dump_json(),

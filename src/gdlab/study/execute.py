@@ -46,6 +46,7 @@ from gdlab.study.problem import (
 from gdlab.study.search import RunPlan
 from gdlab.study.spec import DataSpec
 from gdlab.train import History, evaluate, fast_fit_problem, fit, fit_fast, fit_stacked, get_loss
+from gdlab.train.stacked import MemberLoaders
 
 
 # on_epoch(run_ids, epochs_done, epochs): the runs ``run_ids`` (one run, or runs stacked into one
@@ -257,9 +258,12 @@ def run_pair(
 
 
 def run_stacked(plans: list[RunPlan], data: PreparedData, on_epoch: OnEpoch | None = None) -> list[RunOutcome]:
-    """Runs that differ only in the rule's numbers, trained as one stacked model on one batch order."""
+    """Runs that differ only in the rule's numbers and their seed, trained as one stacked model:
+    each run on its seed's batch order (one loader per seed, shared by that seed's runs)."""
     train = plans[0].settings.train
-    loader = train_loader(data, train, plans[0].seed)
+    by_seed = {seed: train_loader(data, train, seed) for seed in dict.fromkeys(plan.seed for plan in plans)}
+    loader = next(iter(by_seed.values()))
+    loaders = loader if len(by_seed) == 1 else MemberLoaders([by_seed[plan.seed] for plan in plans])
     run_ids = tuple(plan.id for plan in plans)
 
     def count_epochs(iteration: int, losses: dict) -> None:
@@ -273,7 +277,7 @@ def run_stacked(plans: list[RunPlan], data: PreparedData, on_epoch: OnEpoch | No
         models,
         plans[0].settings.optimizer.rule().declaration,
         hyperparameters,
-        loader,
+        loaders,
         epochs=train.epochs,
         loss_fn=get_loss(train.loss),
         val_loader=eval_loader(data.val_x, data.val_y),

@@ -1,7 +1,9 @@
 r"""Many configurations trained at once, as one stacked model: ``fit_stacked``.
 
 K models of one architecture, each with its own hyperparameters for one
-update rule, train on the SAME batches in the same order. Their parameters are
+update rule, train on the SAME batches in the same order, or, given one
+loader per member (``MemberLoaders``: runs of different seeds), each lane of
+members sharing a loader on its own batches of one common size. Their parameters are
 stacked along a new first dimension (``models``), one forward pass gives every
 member's scores, and one backward pass of
 
@@ -40,12 +42,14 @@ repeated per chunk), ``stack`` (the members training together), ``models``
 the Histories), ``arguments`` (checks of the plain arguments).
 """
 
+from gdlab.train.stacked.chunks import MemberLoaders
 from gdlab.train.stacked.fit import fit_stacked
 from gdlab.train.stacked.hparams import declaration_of, normalize_hparams
 from gdlab.train.stacked.memory import available_memory_bytes, max_members_in_memory, member_bytes
 from gdlab.train.stacked.models import supports_stacking
 
 __all__ = [
+    "MemberLoaders",
     "available_memory_bytes",
     "declaration_of",
     "fit_stacked",

@@ -12,7 +12,7 @@ from gdlab.errors import GdlabError
 from gdlab.train.history import STATUS_DIVERGED, History
 from gdlab.train.loop import LossFn
 from gdlab.train.stacked.arguments import check_count, check_learning_rates
-from gdlab.train.stacked.chunks import EpochBatches, chunk_size
+from gdlab.train.stacked.chunks import EpochBatches, MemberLoaders, chunk_size
 from gdlab.train.stacked.hparams import Rule, declaration_of, normalize_hparams
 from gdlab.train.stacked.models import check_same_architecture, write_member
 from gdlab.train.stacked.records import EpochRecord
@@ -48,6 +48,10 @@ def fit_stacked(
     them off torch's scheduler, one param group per member, so that any
     schedule, ``eta_min`` of a cosine included, is torch's exactly); without
     it every member keeps its ``hparams`` lr.
+    ``loader``: the training loader all members share, or
+    :class:`~gdlab.train.stacked.MemberLoaders`, one loader per member (runs of
+    different seeds, each with its own batch order); members handed one loader
+    object share its batches.
     ``on_iteration(iteration, {member: loss})`` is called after every step with
     the members that took it. ``max_members`` caps how many train together;
     fewer do when memory is short (``max_members_in_memory``).
@@ -61,13 +65,21 @@ def fit_stacked(
     if max_members is not None:
         check_count("max_members", max_members, minimum=1)
     rates = check_learning_rates(learning_rates, epochs, [member["lr"] for member in settings])
-    batches = EpochBatches(loader)
+    if isinstance(loader, MemberLoaders):
+        if len(loader.loaders) != len(models):
+            raise GdlabError(f"fit_stacked: MemberLoaders holds {len(loader.loaders)} loaders for {len(models)} "
+                             f"models; give one loader per model")
+        loaders, lane_of = loader.lanes()
+    else:
+        loaders, lane_of = [loader], [0] * len(models)
+    batches = EpochBatches(loaders)
     histories = [History() for _ in models]
-    pending = list(range(len(models)))
+    # Lane by lane, so that each lane's members are consecutive in the stack (stable: in order within a lane).
+    pending = sorted(range(len(models)), key=lambda member: lane_of[member])
     while pending:
         trained = _train_chunk(
             models, pending, rule, settings, batches, epochs, loss_fn, val_loader, rates,
-            on_iteration, max_members, histories,
+            on_iteration, max_members, histories, lane_of,
         )
         pending = pending[len(trained):]
     return histories
@@ -75,7 +87,7 @@ def fit_stacked(
 
 def _train_chunk(
     models, pending, rule, settings, batches, epochs, loss_fn, val_loader, rates, on_iteration, max_members,
-    histories,
+    histories, lane_of,
 ) -> list[int]:
     """Train the first chunk of ``pending`` members from the first epoch to the last; return that chunk."""
     started = time.perf_counter()
@@ -87,17 +99,19 @@ def _train_chunk(
         if first is None:
             raise GdlabError(f"fit_stacked: the training loader gave no batches in epoch {epoch}")
         if stack is None:
-            size = chunk_size(models[pending[0]], rule, [settings[index] for index in pending], max_members, first[0])
-            stack = Stack(models, pending[:size], declaration_of(rule), settings)
+            size = chunk_size(
+                models[pending[0]], rule, [settings[index] for index in pending], max_members, first[0][0]
+            )
+            stack = Stack(models, pending[:size], declaration_of(rule), settings, lane_of)
             batches.expect_repeats(size < len(pending))
         stack.set_learning_rates([rates[epoch][member] for member in stack.members])
         for member in stack.members:
             histories[member].epoch_learning_rate.append(rates[epoch][member])
         record = EpochRecord(stack.members)
-        for x, y in itertools.chain([first], epoch_batches):
-            batches.mark(y)
-            loss_values, correct = stack.forward(x, y, loss_fn)
-            record.add(stack.members, loss_values, correct, len(y))
+        for step_batches in itertools.chain([first], epoch_batches):
+            batches.mark(step_batches)
+            loss_values, correct = stack.forward(step_batches, loss_fn)
+            record.add(stack.members, loss_values, correct, len(step_batches[0][1]))
             diverged = [slot for slot, value in enumerate(loss_values) if not math.isfinite(value)]
             for slot in diverged:
                 # As fit leaves a diverged run: stopped before the step, parameters as they gave the loss.

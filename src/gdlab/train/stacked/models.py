@@ -2,9 +2,11 @@ r"""K models of one architecture as one stacked model: parameters of shape (K, .
 
 Member k's parameters are slice k of each stacked tensor, in the order of
 ``model.parameters()``. Every member sees the same input batch ``x`` of N
-samples; the stacked model maps it to scores of shape (K, N, C), where
-``scores[k]`` is what member k alone gives for ``x``, and maps the gradient of
-the loss with respect to those scores to every member's parameter gradients.
+samples, or members train on different batches of N samples each, given as
+:class:`gdlab.backprop.backward.Lanes` (runs of different seeds); the stacked
+model maps its input to scores of shape (K, N, C), where ``scores[k]`` is what
+member k alone gives for its batch, and maps the gradient of the loss with
+respect to those scores to every member's parameter gradients.
 
 MLPs (:class:`gdlab.models.MLP`) run on batched matmuls (:class:`StackedMLP`):
 the forward pass is written out here, the backward pass is gdlab's one MLP
@@ -29,7 +31,7 @@ cannot batch, and freezing them would change what is trained.
 import torch
 from torch import Tensor, nn
 
-from gdlab.backprop.backward import mlp_backward
+from gdlab.backprop.backward import Lanes, mlp_backward
 from gdlab.errors import GdlabError
 from gdlab.models import MLP, ConvNet
 from gdlab.models.activations import ACTIVATIONS
@@ -83,16 +85,28 @@ class StackedMLP:
     def forward(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, tuple]:
         """Scores (K, N, C) and what ``gradients`` needs: every layer's input and pre-activation."""
         weights, biases = params[0::2], params[1::2]
-        members, width = weights[0].shape[:2]
-        x = x.flatten(1)
-        z = torch.addmm(biases[0].reshape(1, members * width), x, weights[0].reshape(members * width, -1).t())
-        z = z.view(len(x), members, width).transpose(0, 1)
+        if isinstance(x, Lanes):
+            x = Lanes([batch.flatten(1) for batch in x.inputs], x.sizes)
+            z = torch.cat([
+                self._first_layer(weights[0][first:end], biases[0][first:end], batch)
+                for batch, (first, end) in zip(x.inputs, x.bounds())
+            ])
+        else:
+            x = x.flatten(1)
+            z = self._first_layer(weights[0], biases[0], x)
         layer_inputs, pre_activations = [x], []
         for weight, bias in zip(weights[1:], biases[1:]):
             pre_activations.append(z)
             layer_inputs.append(self.activation.forward(z))
             z = torch.baddbmm(bias.unsqueeze(1), layer_inputs[-1], weight.transpose(1, 2))
         return z, (layer_inputs, pre_activations)
+
+    @staticmethod
+    def _first_layer(weight: Tensor, bias: Tensor, x: Tensor) -> Tensor:
+        """Z[0] of the members sharing ``x``, (K, N, out): one GEMM for all of them."""
+        members, width = weight.shape[:2]
+        z = torch.addmm(bias.reshape(1, members * width), x, weight.reshape(members * width, -1).t())
+        return z.view(len(x), members, width).transpose(0, 1)
 
     def gradients(self, params: list[Tensor], saved: tuple, score_gradients: Tensor) -> list[Tensor]:
         """dL/dparams for every member, from dL/dscores of shape (K, N, C)."""
@@ -119,6 +133,8 @@ class VmappedModel:
         def member_scores(member_params: list[Tensor], x: Tensor) -> Tensor:
             return torch.func.functional_call(self.model, dict(zip(self.names, member_params, strict=True)), (x,))
 
+        if isinstance(x, Lanes):
+            return torch.func.vmap(member_scores, in_dims=(0, 0))(params, x.per_member())
         return torch.func.vmap(member_scores, in_dims=(0, None))(params, x)
 
     def forward(self, params: list[Tensor], x: Tensor) -> tuple[Tensor, tuple]:

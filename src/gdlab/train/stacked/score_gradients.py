@@ -14,15 +14,22 @@ from gdlab.train.loop import LossFn
 CROSS_ENTROPY = LOSSES["cross_entropy"].forward
 
 
-def losses_and_score_gradients(loss_fn: LossFn, scores: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Every member's loss ``loss_fn(scores_k, y)``, shape (K,); and dL_k/dscores_k now when it
-    comes at no extra cost (cross-entropy), else None: ``score_gradients`` computes it."""
-    if loss_fn is CROSS_ENTROPY and scores.dim() == 3 and y.dim() == 1 and not y.is_floating_point():
+def losses_and_score_gradients(
+    loss_fn: LossFn, scores: Tensor, y: Tensor, per_member: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Every member's loss ``loss_fn(scores_k, y)`` (``y[k]`` when ``per_member``: each member's
+    own labels), shape (K,); and dL_k/dscores_k now when it comes at no extra cost
+    (cross-entropy), else None: ``score_gradients`` computes it."""
+    if (loss_fn is CROSS_ENTROPY and scores.dim() == 3 and y.dim() == 1 + per_member
+            and not y.is_floating_point()):
         return cross_entropy_and_gradient(scores, y)
-    return torch.stack([loss_fn(member_scores, y) for member_scores in scores]), None
+    targets = y if per_member else [y] * len(scores)
+    return torch.stack([loss_fn(member_scores, target) for member_scores, target in zip(scores, targets)]), None
 
 
-def score_gradients(loss_fn: LossFn, scores: Tensor, y: Tensor, kept_slots: list[int]) -> Tensor:
+def score_gradients(
+    loss_fn: LossFn, scores: Tensor, y: Tensor, kept_slots: list[int], per_member: bool = False
+) -> Tensor:
     """dL_k/dscores_k for the kept members k (zero for the others), from one call of ``loss_fn``.
 
     For a loss that averages over the samples of its batch, the mean over the
@@ -33,7 +40,10 @@ def score_gradients(loss_fn: LossFn, scores: Tensor, y: Tensor, kept_slots: list
     """
     scores = scores.detach().requires_grad_()
     kept = scores if len(kept_slots) == len(scores) else scores[kept_slots]
-    labels = y.repeat(len(kept), *([1] * (y.dim() - 1)))
+    if per_member:  # each member's own labels, (K, N, ...)
+        labels = (y if len(kept_slots) == len(scores) else y[kept_slots]).flatten(0, 1)
+    else:
+        labels = y.repeat(len(kept), *([1] * (y.dim() - 1)))
     with torch.enable_grad():
         (len(kept) * loss_fn(kept.flatten(0, 1), labels)).backward()
     return scores.grad
