@@ -276,11 +276,15 @@ def test_vectorized_backend_agrees_with_sequential(tmp_path):
     assert vectorized["selected"]["config_id"] == sequential["selected"]["config_id"]
 
 
-def test_the_runs_of_every_seed_stack_into_one_job_each_on_its_seeds_batches(tmp_path):
+def test_the_runs_of_several_seeds_stack_together_up_to_the_stack_width(tmp_path, monkeypatch):
     spec = load_study(write_study(tmp_path, seeds=3, lr="[0.05, 0.2]"))
     backend, jobs = plan_jobs(plan_runs(spec), "auto")
     assert backend == "vectorized"
     assert [(job.kind, sorted(plan.seed for plan in job.plans)) for job in jobs] == [("stacked", [0, 0, 1, 1, 2, 2])]
+    # Whole seeds only: with room for five runs, seeds 0 and 1 share a stack and seed 2 gets its own.
+    monkeypatch.setattr("gdlab.study.backends.STACK_WIDTH", 5)
+    _, jobs = plan_jobs(plan_runs(spec), "auto")
+    assert [sorted(plan.seed for plan in job.plans) for job in jobs] == [[0, 0, 1, 1], [2, 2]]
 
 
 def test_paired_and_torch_runs_are_never_stacked(tmp_path):
