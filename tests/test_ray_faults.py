@@ -67,8 +67,9 @@ def test_a_cluster_gone_mid_study_stops_it_in_one_line_and_sequential_resume_fin
         cause in errors[0]
         for cause in ("its head has not answered for 10 s", "its head does not answer", "(its raylet) died")
     ), errors[0]
-    assert "run the same command again with --resume" in errors[0]
     done = len(list((out / "runs").glob("*.json")))
+    assert f"{done} of 6 runs complete and saved in {out}; continue with: gdlab run {path} --out {out} --resume" \
+        in errors[0]
     assert 1 <= done < 6 and not list((out / "runs").glob(".*.tmp"))
 
     # What the line says to do, in this process (a second CLI would only add its start-up).

@@ -45,15 +45,11 @@ from pathlib import Path
 import torch
 
 import gdlab
-from gdlab.errors import GdlabError
+from gdlab.errors import GdlabError, StudyStopped
 from gdlab.study.execute import Job, OnDone, RunOutcome, run_job
 from gdlab.study.problem import resolve_device
 
 INSTALL_HINT = 'pip install "gdlab[ray]" (or make setup in a checkout)'
-RESUME_HINT = (
-    "the runs finished so far are saved; run the same command again with --resume "
-    "(add --backend sequential to train the rest on this machine)"
-)
 # Ray reruns a job whose worker or node died this many times (Ray's default, stated here
 # because the results depend on it). Not on an exception the job raised (retry_exceptions
 # stays False): a wrong input or another torch fails the same way every time.
@@ -154,7 +150,8 @@ def _ctrl_c_kept_from_cluster():
 
 
 def connect(ray) -> bool:
-    """Join ``RAY_ADDRESS``, reuse an initialized Ray, or start a local cluster; True if we started one."""
+    """Join ``RAY_ADDRESS``, reuse an initialized Ray, or start a local cluster; True if this call
+    connected (started a cluster or joined one), False if it reuses the caller's connection."""
     if ray.is_initialized():
         return False
     address = os.environ.get("RAY_ADDRESS")
@@ -182,7 +179,7 @@ def connect(ray) -> bool:
         # Interrupted just as it came up, or failed: leave no cluster or connection behind.
         ray.shutdown()
         raise
-    return not joining
+    return True
 
 
 def _gpus_for(job: Job) -> int:
@@ -214,11 +211,11 @@ def submit(ray, jobs: list[Job]) -> list:
     ]
 
 
-def study_stopped(reason: str) -> GdlabError:
-    return GdlabError(f"the study stopped: {reason}; {RESUME_HINT}")
+def study_stopped(reason: str) -> StudyStopped:
+    return StudyStopped(reason)
 
 
-def job_lost(ray, error: Exception, job: Job) -> GdlabError:
+def job_lost(ray, error: Exception, job: Job) -> StudyStopped:
     """What Ray says became of a job it could not finish (worker, node or raylet died), in one line.
 
     With the whole cluster gone, which of its deaths reaches the driver first is
@@ -266,7 +263,7 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
     ray = import_ray()
     if not jobs:
         return
-    started = connect(ray)
+    connected_here = connect(ray)
     pending: list = []
     try:
         pending = submit(ray, jobs)
@@ -295,13 +292,16 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
             on_done(outcomes)
     except BaseException:
         # Interrupted, or a job failed: the rest would only burn a cluster's time.
-        # Not force=True: that kills workers mid-reply, and Ray 2.60's driver then
-        # aborted on "Tried to complete task that was not pending"; a plain cancel
-        # stops a training loop within a step. Nothing to cancel once Ray is shut down.
-        if ray.is_initialized():
+        # A connection made here is closed below, and Ray ends the tasks of a job whose
+        # driver left (a cluster started here goes with it). Cancelling them first raced
+        # with their replies: Ray 2.60's driver then aborted on "Tried to complete task
+        # that was not pending" (with force=True often, without it now and then). Only
+        # on the caller's own connection, which outlives this study, are they cancelled:
+        # a plain cancel stops a training loop within a step.
+        if not connected_here and ray.is_initialized():
             for reference in pending:
                 ray.cancel(reference)
         raise
     finally:
-        if started:
+        if connected_here:
             ray.shutdown()

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 
 import gdlab
-from gdlab.errors import GdlabError
+from gdlab.errors import GdlabError, StudyStopped
 from gdlab.study.backends import BACKENDS, plan_jobs, run_jobs
 from gdlab.study.execute import RunOutcome, data_for, test_metrics
 from gdlab.study.progress import StudyProgress
@@ -146,6 +146,12 @@ def run_study(
         raise StudyInterrupted(
             f"interrupted: {len(records)} of {len(plans)} runs complete and saved in {folder.root}; "
             f"continue with: gdlab run {study.source or 'SPEC'} --out {folder.root} --resume"
+        ) from None
+    except StudyStopped as stopped:
+        raise GdlabError(
+            f"the study stopped: {stopped.reason}; {len(records)} of {len(plans)} runs complete and saved in "
+            f"{folder.root}; continue with: gdlab run {study.source or 'SPEC'} --out {folder.root} --resume "
+            f"(add --backend sequential to train the rest on this machine)"
         ) from None
     except OSError as error:
         raise GdlabError(_io_failure(error, study, folder)) from None
