@@ -23,7 +23,7 @@ from study_files import write_study
 import gdlab.cli
 from gdlab.errors import GdlabError
 from gdlab.study import StudyInterrupted, load_study, plan_runs, run_study
-from gdlab.study.records import LOCK_NAME, StudyFolder, write_atomically
+from gdlab.study.records import ADDED_SETTINGS, LOCK_NAME, StudyFolder, write_atomically
 from gdlab.study.runner import planned_run_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,7 @@ CHANGES = [
     ("momentum = 0.0", "momentum = 0.0\nmaximize = true", "optimizer.maximize: False -> True"),
     ('activation = "relu"', 'activation = "tanh"', "model.activation: 'relu' -> 'tanh'"),
     ("seeds = 1", "seeds = 2", "seeds: 1 -> 2"),
+    ("batch_size = 64", "batch_size = 64\nprecision = \"bf16\"", "train.precision: 'full' -> 'bf16'"),
 ]
 
 
@@ -113,6 +114,27 @@ def test_resume_refuses_a_spec_changed_in_any_section_and_keeps_the_folders_spec
         run_study(changed, out_dir=out, resume=True, console=quiet())
     assert {name: (out / name).read_bytes() for name in saved} == saved
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_folder_written_before_a_setting_existed_resumes_as_the_same_study(finished_study, tmp_path):
+    # An older gdlab wrote identities without the settings it did not have yet (ADDED_SETTINGS):
+    # its runs were made with their defaults, so they are this spec's runs, not another spec's.
+    path, finished = finished_study
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    for file in [out / "identity.json", *(out / "runs").glob("*.json")]:
+        payload = json.loads(file.read_text())
+        for key in ADDED_SETTINGS:
+            del payload["identity"][key]
+        file.write_text(json.dumps(payload))
+    lines: list[str] = []
+    run_study(path, out_dir=out, resume=True, console=recording(lines))
+    assert "resumed: 2 of 2 runs already complete" in lines
+    # A setting changed from that default is still another spec.
+    bf16 = tmp_path / "bf16.toml"
+    bf16.write_text(path.read_text().replace("batch_size = 64", 'batch_size = 64\nprecision = "bf16"'))
+    with pytest.raises(GdlabError, match=r"train.precision: 'full' -> 'bf16'"):
+        run_study(bf16, out_dir=out, resume=True, console=quiet())
 
 
 def test_a_folder_with_no_finished_run_yet_still_refuses_another_spec(finished_study, tmp_path):

@@ -85,6 +85,9 @@ def _stack_key(plan: RunPlan) -> tuple:
 def _stackable(plan: RunPlan, known: dict[tuple[str, str], bool]) -> bool:
     if not plan.settings.optimizer.rule().stackable:
         return False
+    train = plan.settings.train
+    if train.precision != "full" or train.memory_format != "contiguous":
+        return False  # the stacked passes run in full precision, on contiguous tensors
     key = (plan.settings.model.model_dump_json(), plan.settings.data.model_dump_json())
     if key not in known:
         data = data_for(plan)

@@ -34,6 +34,7 @@ from gdlab.data.sources import locate
 from gdlab.errors import GdlabError
 from gdlab.study.problem import (
     PreparedData,
+    autocast_dtype,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -187,7 +188,10 @@ def new_model(plan: RunPlan, data: PreparedData) -> torch.nn.Module:
     the same start, and the caller's random state is left as it was."""
     with seeded(plan.seed):
         model = build_model(plan.settings.model, data.input_shape, data.num_classes)
-    return model.to(device=data.train_x.device, dtype=data.train_x.dtype)
+    model = model.to(device=data.train_x.device, dtype=data.train_x.dtype)
+    if plan.settings.train.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def finish_run(plan: RunPlan, model: torch.nn.Module, history: History, data: PreparedData) -> RunOutcome:
@@ -195,8 +199,10 @@ def finish_run(plan: RunPlan, model: torch.nn.Module, history: History, data: Pr
     if history.diverged:
         train_metrics = val_metrics = None
     else:
-        loss_fn = get_loss(plan.settings.train.loss)
-        train_metrics = evaluate(model, eval_loader(data.train_x, data.train_y), loss_fn)
+        train = plan.settings.train
+        train_metrics = evaluate(
+            model, eval_loader(data.train_x, data.train_y, train), get_loss(train.loss), autocast_dtype(train)
+        )
         val_metrics = {"loss": history.epoch_val_loss[-1], "accuracy": history.epoch_val_accuracy[-1]}
     state_dict = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
     return RunOutcome(plan, history, train_metrics, val_metrics, state_dict)
@@ -214,15 +220,18 @@ def train_run(
         if problem is not None:
             raise GdlabError(f"[train] engine = 'fast': {problem}; or set engine = 'autograd'")
         trainer = fit_fast  # both halves of a pair take it: one gradient path, so the pair stays equal
+    # Mixed precision is fit's (autocast); the study refuses it with engine = 'fast'.
+    precision = {} if settings.train.precision == "full" else {"autocast": autocast_dtype(settings.train)}
     history = trainer(
         model,
         optimizer,
         train_loader(data, settings.train, plan.seed),
         epochs=settings.train.epochs,
         loss_fn=get_loss(settings.train.loss),
-        val_loader=eval_loader(data.val_x, data.val_y),
+        val_loader=eval_loader(data.val_x, data.val_y, settings.train),
         scheduler=build_scheduler(settings.train, optimizer),
         on_epoch=None if on_epoch is None else lambda epoch, _: on_epoch((plan.id,), epoch + 1, settings.train.epochs),
+        **precision,
     )
     return finish_run(plan, model, history, data)
 
@@ -292,7 +301,8 @@ def test_metrics(plan: RunPlan, state_dict: dict) -> dict:
     data = data_for(plan)
     model = new_model(plan, data)
     model.load_state_dict(state_dict)
-    return evaluate(model, eval_loader(data.test_x, data.test_y), get_loss(plan.settings.train.loss))
+    train = plan.settings.train
+    return evaluate(model, eval_loader(data.test_x, data.test_y, train), get_loss(train.loss), autocast_dtype(train))
 
 
 def run_job(job: Job, on_epoch: OnEpoch | None = None) -> list[RunOutcome]:

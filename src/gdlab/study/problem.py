@@ -150,11 +150,25 @@ def epoch_learning_rates(spec: TrainSpec, base_lrs: list[float]) -> list[list[fl
 
 
 def train_loader(data: PreparedData, spec: TrainSpec, seed: int) -> TensorLoader:
-    transform = gdlab.data.random_horizontal_flip if spec.augment == "hflip" else None
+    flip = gdlab.data.random_horizontal_flip if spec.augment == "hflip" else None
+    layout = _channels_last if spec.memory_format == "channels_last" else None
+    transform = flip if layout is None else layout if flip is None else lambda x, g: layout(flip(x, g), g)
     return TensorLoader(
         data.train_x, data.train_y, batch_size=spec.batch_size, shuffle=True, seed=seed, transform=transform
     )
 
 
-def eval_loader(x: torch.Tensor, y: torch.Tensor) -> TensorLoader:
-    return TensorLoader(x, y, batch_size=EVAL_BATCH_SIZE, shuffle=False)
+def eval_loader(x: torch.Tensor, y: torch.Tensor, spec: TrainSpec | None = None) -> TensorLoader:
+    """Batches of (x, y) in order, laid out as ``spec`` trains (``memory_format``)."""
+    layout = _channels_last if spec is not None and spec.memory_format == "channels_last" else None
+    return TensorLoader(x, y, batch_size=EVAL_BATCH_SIZE, shuffle=False, transform=layout)
+
+
+def _channels_last(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    # A gathered batch comes out contiguous whatever its source's layout: lay each one out anew.
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def autocast_dtype(spec: TrainSpec) -> torch.dtype | None:
+    """The dtype the forward pass runs in under ``precision``; None for full precision."""
+    return torch.bfloat16 if spec.precision == "bf16" else None

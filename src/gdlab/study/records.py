@@ -138,8 +138,15 @@ def study_identity(study: Study) -> dict:
     return json_safe(identity)
 
 
+# Settings that joined the identity after folders were written with it, with the value every run
+# had before: a saved identity without one was made with it, and resumes as the same study.
+ADDED_SETTINGS = {"train.engine": "autograd", "train.precision": "full", "train.memory_format": "contiguous"}
+
+
 def differences(saved: dict, now: dict) -> list[str]:
-    """``"key: saved -> now"`` for each key whose value differs."""
+    """``"key: saved -> now"`` for each key whose value differs (a setting added since ``saved`` was
+    written counts as its value then, ``ADDED_SETTINGS``)."""
+    saved = {**{key: value for key, value in ADDED_SETTINGS.items() if key in now}, **saved}
     saved, now = json_safe(saved), json_safe(now)
     return [
         f"{key}: {saved.get(key)!r} -> {now.get(key)!r}"

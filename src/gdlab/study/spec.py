@@ -90,6 +90,12 @@ class TrainSpec(_Section):
     # How gradients are computed for a single run: torch's autograd, or gdlab's hand-written MLP
     # backward with losses kept on the device until the epoch ends (MLPs only; the rule is unchanged).
     engine: Literal["autograd", "fast"] = "autograd"
+    # Mixed precision: "bf16" runs the forward pass and the loss under torch.autocast in bfloat16;
+    # the parameters, their gradients and the update rule stay in `dtype` (which must be float32).
+    precision: Literal["full", "bf16"] = "full"
+    # How a ConvNet's weights and input batches are laid out in memory; channels_last is what
+    # GPU convolution kernels (tensor cores) prefer. Convnets only.
+    memory_format: Literal["contiguous", "channels_last"] = "contiguous"
 
     @field_validator("device")
     @classmethod
@@ -398,8 +404,10 @@ def parse_study(
                 settings = base.replace({dotted_key: value})
             except GdlabError as error:
                 raise GdlabError(f"{source}: {error}") from None
+            _check_combination(settings, source)
             if dotted_key.startswith("optimizer."):
                 _check_optimizer(settings.optimizer, source, settings.train.dtype)
+    _check_combination(base, source)
     _check_optimizer(base.optimizer, source, base.train.dtype)
 
     search = _parse_plain_section(raw, "search", SearchSpec, source)
@@ -416,6 +424,28 @@ def parse_study(
         ablation=ablation,
         source=source,
     )
+
+
+def _check_combination(settings: "Settings", source: str) -> None:
+    """Settings of different keys that cannot go together, each refused naming both and the way out."""
+    train, model = settings.train, settings.model
+    if train.precision == "bf16" and train.dtype != "float32":
+        raise GdlabError(
+            f"{source}: [train] precision = 'bf16' runs the forward pass in bfloat16 with float32 parameters, "
+            f"but dtype = {train.dtype!r}; set dtype = 'float32' or precision = 'full'"
+        )
+    if train.precision == "bf16" and train.engine == "fast":
+        raise GdlabError(
+            f"{source}: [train] precision = 'bf16' needs autograd (torch.autocast), but engine = 'fast' computes "
+            f"gradients by gdlab's hand-written MLP backward in full precision; set engine = 'autograd' or "
+            f"precision = 'full'"
+        )
+    if train.memory_format == "channels_last" and model.kind != "convnet":
+        raise GdlabError(
+            f"{source}: [train] memory_format = 'channels_last' lays out convolution weights and image batches, "
+            f"but [model] kind = {model.kind!r} has no convolutions; set memory_format = 'contiguous' or "
+            f"kind = 'convnet'"
+        )
 
 
 def _numbers(value: Any) -> list[float]:

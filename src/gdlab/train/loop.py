@@ -7,6 +7,7 @@ not stepped on it, the run is marked diverged, and what was recorded so far is
 kept.
 """
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -21,11 +22,19 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: Iterable, loss_fn: LossFn = F.cross_entropy) -> dict:
+def autocast_to(dtype: torch.dtype | None, x: torch.Tensor):
+    """``torch.autocast`` to ``dtype`` on ``x``'s device for the forward pass and the loss; nothing for None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(x.device.type, dtype=dtype)
+
+
+def evaluate(
+    model: torch.nn.Module, loader: Iterable, loss_fn: LossFn = F.cross_entropy, autocast: torch.dtype | None = None
+) -> dict:
     """Mean loss per sample and accuracy of ``model`` over every batch of ``loader``.
 
     Assumes ``loss_fn`` averages over its batch (the default reduction), so each
     batch's loss is weighted by its size. The model's train/eval mode is restored.
+    ``autocast``: the lower precision the forward pass ran in during training (as ``fit``'s).
     """
     was_training = model.training
     model.eval()
@@ -33,8 +42,10 @@ def evaluate(model: torch.nn.Module, loader: Iterable, loss_fn: LossFn = F.cross
     correct = 0
     count = 0
     for x, y in loader:
-        scores = model(x)
-        loss_sum += loss_fn(scores, y).item() * len(y)
+        with autocast_to(autocast, x):
+            scores = model(x)
+            loss = loss_fn(scores, y)
+        loss_sum += loss.item() * len(y)
         correct += (scores.argmax(dim=1) == y).sum().item()
         count += len(y)
     model.train(was_training)
@@ -49,10 +60,11 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     return declaration is not None and declaration.needs_closure
 
 
-def _closure(model, optimizer, loss_fn: LossFn, x, y) -> Callable[[], torch.Tensor]:
+def _closure(model, optimizer, loss_fn: LossFn, x, y, autocast: torch.dtype | None) -> Callable[[], torch.Tensor]:
     def closure():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with autocast_to(autocast, x):
+            loss = loss_fn(model(x), y)
         loss.backward()
         return loss
 
@@ -69,13 +81,17 @@ def fit(
     scheduler=None,
     on_iteration: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[int, History], None] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``loader``; return its History.
 
     ``scheduler`` (any torch LR scheduler) is stepped once per epoch, as in the
     course notebooks. With ``val_loader`` the model is evaluated after every
     epoch. ``on_iteration(iteration, loss)`` and ``on_epoch(epoch, history)``
-    are for progress display.
+    are for progress display. ``autocast`` (e.g. ``torch.bfloat16``): mixed
+    precision, as torch's AMP recipe has it: the forward pass and the loss run
+    under ``torch.autocast``, the backward pass follows, and the optimizer steps
+    outside it, on parameters and gradients in their own dtype.
     """
     history = History()
     started = time.perf_counter()
@@ -91,8 +107,9 @@ def fit(
         epoch_sizes: list[int] = []
         for x, y in loader:
             optimizer.zero_grad(set_to_none=True)
-            scores = model(x)
-            loss = loss_fn(scores, y)
+            with autocast_to(autocast, x):
+                scores = model(x)
+                loss = loss_fn(scores, y)
             loss_value = loss.item()
             epoch_losses.append(loss_value)
             epoch_correct.append((scores.detach().argmax(dim=1) == y).sum())
@@ -102,7 +119,7 @@ def fit(
                 history.diverged_at_iteration = iteration
                 break
             if steps_through_closure:  # LBFGS: the rule evaluates the loss and gradients itself
-                optimizer.step(_closure(model, optimizer, loss_fn, x, y))
+                optimizer.step(_closure(model, optimizer, loss_fn, x, y, autocast))
             else:
                 loss.backward()
                 optimizer.step()
@@ -121,7 +138,7 @@ def fit(
         )
         history.epoch_train_accuracy.append(sum(correct) / seen if seen else math.nan)
         if val_loader is not None:
-            val = evaluate(model, val_loader, loss_fn)
+            val = evaluate(model, val_loader, loss_fn, autocast)
             history.epoch_val_loss.append(val["loss"])
             history.epoch_val_accuracy.append(val["accuracy"])
         if scheduler is not None:
