@@ -8,7 +8,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 PEERS  := .venv-peers
 
-.PHONY: setup data demo test verify bench bench-peers bench-startup clean
+.PHONY: setup data demo test verify bench bench-peers bench-startup bench-device clean
 
 setup: $(STAMP) data
 
@@ -56,6 +56,10 @@ bench-peers: setup $(PEERS)/.installed
 
 bench-startup: setup
 	$(PY) benchmarks/bench_startup.py
+
+# On a machine with a GPU (CUDA torch); on a CPU it runs small, as a check.
+bench-device: setup
+	$(PY) benchmarks/bench_device.py
 
 clean:
 	rm -rf $(VENV) $(PEERS) runs .pytest_cache .hypothesis
