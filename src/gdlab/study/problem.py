@@ -150,11 +150,20 @@ def epoch_learning_rates(spec: TrainSpec, base_lrs: list[float]) -> list[list[fl
 
 
 def train_loader(data: PreparedData, spec: TrainSpec, seed: int) -> TensorLoader:
-    flip = gdlab.data.random_horizontal_flip if spec.augment == "hflip" else None
-    layout = _channels_last if spec.memory_format == "channels_last" else None
-    transform = flip if layout is None else layout if flip is None else lambda x, g: layout(flip(x, g), g)
+    steps = []
+    if spec.augment == "hflip":
+        steps.append(gdlab.data.random_horizontal_flip)
+    if spec.memory_format == "channels_last":
+        steps.append(_channels_last)
+
+    def transform(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in steps:
+            x = step(x, generator)
+        return x
+
     return TensorLoader(
-        data.train_x, data.train_y, batch_size=spec.batch_size, shuffle=True, seed=seed, transform=transform
+        data.train_x, data.train_y, batch_size=spec.batch_size, shuffle=True, seed=seed,
+        transform=transform if steps else None,
     )
 
 

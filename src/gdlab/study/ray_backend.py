@@ -211,10 +211,6 @@ def submit(ray, jobs: list[Job]) -> list:
     ]
 
 
-def study_stopped(reason: str) -> StudyStopped:
-    return StudyStopped(reason)
-
-
 def job_lost(ray, error: Exception, job: Job) -> StudyStopped:
     """What Ray says became of a job it could not finish (worker, node or raylet died), in one line.
 
@@ -223,12 +219,12 @@ def job_lost(ray, error: Exception, job: Job) -> StudyStopped:
     say the same to the user: the cluster went away, not that one job was lost.
     """
     if isinstance(error, ray.exceptions.LocalRayletDiedError):
-        return study_stopped("the Ray cluster went away: the Ray node on this machine (its raylet) died")
+        return StudyStopped("the Ray cluster went away: the Ray node on this machine (its raylet) died")
     if not head_answers(ray):
-        return study_stopped("the Ray cluster went away: its head does not answer")
+        return StudyStopped("the Ray cluster went away: its head does not answer")
     runs = ", ".join(plan.id for plan in job.plans)
     first_line = (str(error).strip().splitlines() or [""])[0]
-    return study_stopped(
+    return StudyStopped(
         f"Ray lost the job training {runs} after up to {TASK_RETRIES} reruns ({type(error).__name__}: {first_line})"
     )
 
@@ -272,13 +268,13 @@ def run_on_ray(jobs: list[Job], on_done: OnDone) -> None:
         heard_from_head = time.monotonic()
         while pending:
             if not ray.is_initialized():
-                raise study_stopped("Ray was shut down in this process while jobs were running")
+                raise StudyStopped("Ray was shut down in this process while jobs were running")
             ready, pending = ray.wait(pending, num_returns=1, timeout=HEAD_CHECK_S)
             if not ready:
                 if head_answers(ray):
                     heard_from_head = time.monotonic()
                 elif time.monotonic() - heard_from_head > patience_s:
-                    raise study_stopped(f"the Ray cluster went away: its head has not answered for {patience_s:.0f} s")
+                    raise StudyStopped(f"the Ray cluster went away: its head has not answered for {patience_s:.0f} s")
                 continue
             try:
                 outcomes = ray.get(ready[0])
