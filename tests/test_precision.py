@@ -8,7 +8,7 @@ batch as GPU convolution kernels prefer. Both run here on the CPU; the GPU
 timings belong to the device benchmark.
 """
 
-import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +156,15 @@ def test_an_axis_value_that_cannot_go_with_the_rest_is_refused_too(tmp_path):
     path.write_text(path.read_text().replace("batch_size = 64", 'batch_size = 64\nprecision = ["full", "bf16"]\ndtype = "float64"'))
     with pytest.raises(GdlabError, match=r"precision = 'bf16'"):
         load_study(path)
+
+
+def test_a_researchers_own_optimizer_class_trains_in_bf16_with_its_state_in_float32(tmp_path):
+    # examples/lion_optimizer.py is written as a researcher writes one: a torch.optim.Optimizer subclass.
+    lion = Path(__file__).resolve().parents[1] / "examples" / "lion_optimizer.py"
+    path = write_study(tmp_path, lr="[1e-4, 3e-4]", momentum="0.0", epochs=1)
+    text = path.read_text().replace('name = "sgd"', f'name = "{lion}:Lion"').replace("momentum = 0.0\n", "")
+    path.write_text(text.replace("batch_size = 64", 'batch_size = 64\nprecision = "bf16"'))
+    summary = run_study(load_study(path), out_dir=tmp_path / "out", console=quiet())
+    assert [run["status"] for run in summary["runs"]] == ["ok", "ok"]
+    state = torch.load(tmp_path / "out" / "models" / f"{summary['runs'][0]['id']}.pt", weights_only=True)
+    assert all(tensor.dtype == torch.float32 for tensor in state.values())
