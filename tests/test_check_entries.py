@@ -88,6 +88,22 @@ def test_d2l_sgd_and_momentum_pass(name):
     assert "gdlab computed fresh gradients (p.grad) before every call, as the loop around it would" in report.notes
 
 
+def test_d2l_minibatch_sgd_divides_the_summed_losss_gradient_by_the_batch_size_and_passes():
+    report = check(corpus("d2l_linear_regression.py:sgd"), hparams={"lr": 0.03})
+    assert report.against == "sgd" and report.passed, report.render()
+    assert report.call == "sgd(params, lr=0.03, batch_size=batch_size) at every step"
+    assert ("batch_size was given the batch size (32), and the gradients were those of the loss summed over "
+            "the batch, as d2l's l.sum().backward() makes them") in report.notes
+
+
+def test_d2l_minibatch_sgd_without_its_division_is_batch_size_times_too_long():
+    report = check(corpus("d2l_linear_regression.py:sgd_without_the_division"), against="sgd", hparams={"lr": 0.03})
+    assert not report.passed and report.kind == "bug"
+    assert "32, the batch size" in report.cause
+    assert "gradients of the loss summed over the batch" in report.hint
+    assert "is the division by batch_size missing?" in report.hint
+
+
 def test_d2l_rmsprop_reads_gamma_as_alpha_and_has_eps_inside_the_square_root_fixed_at_1e_6():
     report = check(corpus("d2l_optimizers.py:rmsprop"), hparams={"lr": 0.01, "alpha": 0.9})
     assert "hyperparams was read with 'gamma' as alpha" in report.notes

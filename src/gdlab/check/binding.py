@@ -99,6 +99,12 @@ _UPDATE_ROLES = (
         "state", "states", "v", "m", "s", "h", "r", "u", "vel", "vels", "velocity", "velocities", "cache", "caches",
     )),
     Role("device", "the device (the CPU)", ("device", "dev")),
+    # d2l's sgd(params, lr, batch_size) divides gradients of the loss summed over the batch
+    # (its loops call l.sum().backward()): with this role, gdlab hands over such gradients.
+    Role("batch_size", "the batch size; the gradients (and a loss) gdlab hands over are then of the loss summed "
+         "over the batch, as d2l's l.sum().backward() makes them, for the update to divide", (
+             "batch_size", "batchsize", "bs", "minibatch_size", "mini_batch_size", "n_batch", "batch_len",
+         )),
 )
 
 _OPTIMIZER_ROLES = (

@@ -271,6 +271,12 @@ def _describe_update_run(binding: Binding, outcome, run: _Run) -> None:
             run.notes.append(f"{binding.role('hparams').name} was read with {', '.join(spelled)}")
     if not outcome.computes_own_gradients:
         run.notes.append("gdlab computed fresh gradients (p.grad) before every call, as the loop around it would")
+    batch_size = binding.role("batch_size")
+    if batch_size is not None:
+        run.notes.append(
+            f"{batch_size.name} was given the batch size ({run.problem.batch_size}), and the gradients were those "
+            f"of the loss summed over the batch, as d2l's l.sum().backward() makes them"
+        )
 
 
 def _changed_dtype(run: _Run, dtype: torch.dtype) -> str | None:
@@ -383,7 +389,8 @@ def _judge(code, binding, rule, resolved, sources, chosen_because, run: _Run, ch
     hint = ""
     if judgement.first_differing is not None:
         diagnosis = diagnose(
-            judgement.records, judgement.first_differing, rule, resolved, problem.batch_size, unreceived
+            judgement.records, judgement.first_differing, rule, resolved, problem.batch_size, unreceived,
+            summed_gradients=binding.role("batch_size") is not None,
         )
         cause, short_cause, kind, evidence, hint = (
             diagnosis.describe(), diagnosis.cause, diagnosis.kind, diagnosis.evidence(), diagnosis.hint
@@ -447,7 +454,7 @@ def _probe_schedule(code, binding, rule, hparams, epochs, choice, run: _Run, unr
         return None
     record = judgement.records[judgement.first_differing]
     diagnosis = diagnose(judgement.records, judgement.first_differing, rule, hparams,
-                         probe.problem.batch_size, unreceived)
+                         probe.problem.batch_size, unreceived, summed_gradients=binding.role("batch_size") is not None)
     change = (
         f"with the learning rate multiplied by {SCHEDULE_FACTOR:g} from step {per_epoch + 1} on (as a scheduler "
         f"would), your steps part from {rule.title}'s at step {record.number}"

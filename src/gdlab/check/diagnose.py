@@ -377,9 +377,12 @@ def _explained(make_stepper: Callable[[], Stepper], records: list[StepRecord], f
 
 def diagnose(
     records: list[StepRecord], first: int, rule: Rule, hparams: dict, batch_size: int,
-    unreceived: set[str] | None = None,
+    unreceived: set[str] | None = None, summed_gradients: bool = False,
 ) -> Diagnosis:
-    """The likely cause of ``records[first]`` differing from the reference (see the module docstring)."""
+    """The likely cause of ``records[first]`` differing from the reference (see the module docstring).
+
+    ``summed_gradients``: the user's code was handed the gradients of the loss summed over the
+    batch (it takes the batch size, as d2l's ``sgd`` does), for it to divide by the batch size."""
     dtype = next(iter(records[first].before.values())).dtype
     limit = tolerance(dtype)
     compared = len(records) - first
@@ -396,7 +399,7 @@ def diagnose(
             best = diagnosis
     # A constant multiple first: a hidden constant can mimic one (Nesterov with momentum 0.001 is
     # about 1.001 times plain SGD), and the multiple is the plainer account.
-    scaled = _constant_factor(records, first, limit, batch_size)
+    scaled = _constant_factor(records, first, limit, batch_size, summed_gradients)
     if scaled is not None and scaled.explained_steps == compared:
         return _fixed_learning_rate(records, first, rule, hparams, unreceived or set(), limit, scaled) or scaled
     unchanged = steps_agree(records[first].before, records[first].before, records[first].after, limit)
@@ -477,7 +480,9 @@ def _flat_updates(record: StepRecord) -> tuple[torch.Tensor, torch.Tensor]:
     return user, torch_update
 
 
-def _constant_factor(records: list[StepRecord], first: int, limit: float, batch_size: int) -> Diagnosis | None:
+def _constant_factor(
+    records: list[StepRecord], first: int, limit: float, batch_size: int, summed_gradients: bool = False
+) -> Diagnosis | None:
     """A constant multiple c of the reference's update, fitted at the first differing step (least squares)."""
     record = records[first]
     if steps_agree(record.before, record.before, record.after, limit):
@@ -496,7 +501,7 @@ def _constant_factor(records: list[StepRecord], first: int, limit: float, batch_
     explained, compared = _count_scaled(records, first, factor, limit)
     if explained == 0:
         return None
-    cause, hint = _describe_factor(factor, batch_size)
+    cause, hint = _describe_factor(factor, batch_size, summed_gradients)
     return Diagnosis(cause, explained, compared, record.number, hint, factor=factor)
 
 
@@ -517,7 +522,7 @@ def _count_scaled(records: list[StepRecord], first: int, factor: float, limit: f
     return explained, len(records) - first
 
 
-def _describe_factor(factor: float, batch_size: int) -> tuple[str, str]:
+def _describe_factor(factor: float, batch_size: int, summed_gradients: bool = False) -> tuple[str, str]:
     """The cause and the hint for updates that are ``factor`` times the reference's."""
     if abs(factor + 1) < 1e-3:
         return (
@@ -532,6 +537,11 @@ def _describe_factor(factor: float, batch_size: int) -> tuple[str, str]:
             "The loss is already a mean over the batch: is the gradient divided by the batch size again?"
         )
     if abs(factor / batch_size - 1) < 1e-3:
+        if summed_gradients:
+            return cause + f" ({batch_size}, the batch size)", (
+                "Your update takes batch_size, so gdlab handed it the gradients of the loss summed over the "
+                "batch (d2l's l.sum().backward()): is the division by batch_size missing?"
+            )
         return cause + f" ({batch_size}, the batch size)", "Is the loss summed over the batch instead of averaged?"
     if abs(factor - round(factor)) < 1e-3 or abs(1 / factor - round(1 / factor)) < 1e-3:
         return cause, "Is the learning rate multiplied or divided by a whole number somewhere?"

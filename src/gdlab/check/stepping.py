@@ -195,15 +195,18 @@ def run_update_function(
                 dict.__setitem__(hyperparameter_dict, "lr", step_hparams["lr"])
             values: dict[str, Any] = {
                 "model": model, "params": params, "loss_fn": loss_fn, "x": x, "y": y, "step": step,
-                "hparams": hyperparameter_dict, "device": torch.device("cpu"), **states,
+                "hparams": hyperparameter_dict, "device": torch.device("cpu"), "batch_size": len(y), **states,
             }
+            # An update that takes the batch size divides by it: hand it the summed loss's gradients.
+            # The check's batches hold a power of two of samples, so that scaling is exact.
+            summed = len(y) if binding.role("batch_size") is not None else 1
             with torch.enable_grad():
                 if binding.role("loss") is not None:
-                    values["loss"] = loss_fn(model(x), y)
+                    values["loss"] = loss_fn(model(x), y) * summed
                 elif not takes_batch:
                     for param in params:
                         param.grad = None
-                    loss_fn(model(x), y).backward()
+                    (loss_fn(model(x), y) * summed).backward()
             if binding.role("grads") is not None:
                 values["grads"] = [param.grad for param in params]
             args, kwargs = binding.arguments(values, step_hparams)
