@@ -240,3 +240,47 @@ def test_every_entry_point_from_the_command_line(target, args, status, verdict, 
     assert result.exit_code == status, result.output
     report = json.loads(result.output)
     assert (report["verdict"], report["kind"], report["entry"]) == (verdict, kind, entry)
+
+
+# cs231n's optim.py: one parameter at a time, numpy arrays, a config dict per parameter
+
+CS231N_ONE_AT_A_TIME = (
+    "gdlab called {name} once per parameter at every step, with one config dict per parameter kept from step "
+    "to step, as cs231n's Solver does; w was the parameter"
+)
+# Code that calls numpy itself (np.zeros_like(w), np.sqrt) gets numpy arrays; sgd's `w -= lr * dw` works on tensors.
+AS_NUMPY_ARRAYS = " (numpy arrays: views of the parameter and its gradient)"
+
+
+@pytest.mark.parametrize("name, against, hparams", [
+    ("sgd", "sgd", {"lr": 1e-2}),
+    ("rmsprop", "rmsprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8}),
+    ("adam", "adam", {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}),
+])
+def test_cs231n_update_rules_pass_with_their_own_config_defaults(name, against, hparams):
+    report = check(corpus(f"cs231n_optim.py:{name}"))
+    assert report.passed, report.render()
+    assert report.against == against
+    # The defaults the code writes with config.setdefault are its own, as a parameter's default is.
+    assert {key: report.hparams[key] for key in hparams} == hparams
+    assert report.call == f"{name}(w, dw, config) at every step"
+    assert CS231N_ONE_AT_A_TIME.format(name=name) + (AS_NUMPY_ARRAYS if name != "sgd" else "") in report.notes
+
+
+def test_cs231n_momentum_keeps_the_learning_rate_in_its_velocity_a_known_variant():
+    report = check(corpus("cs231n_optim.py:sgd_momentum"))
+    assert report.passed and report.hparams["momentum"] == 0.9
+    assert report.kind == "variant"
+    assert report.cause.startswith("the learning rate is inside the momentum buffer, the classic heavy-ball form")
+
+
+def test_cs231n_adam_without_bias_correction_is_named_at_step_1():
+    report = check(corpus("cs231n_optim.py:adam_without_bias_correction"), against="adam")
+    assert not report.passed and report.kind == "bug"
+    assert report.first_divergence.step == 1
+    assert report.cause.startswith("bias correction is missing")
+
+
+def test_given_hyperparameters_win_over_the_codes_config_defaults():
+    report = check(corpus("cs231n_optim.py:sgd"), hparams={"lr": 0.05})
+    assert report.passed and report.hparams["lr"] == 0.05

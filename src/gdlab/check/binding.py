@@ -26,7 +26,9 @@ loop; any other is an update function, called by gdlab once per step.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +101,12 @@ _UPDATE_ROLES = (
         "state", "states", "v", "m", "s", "h", "r", "u", "vel", "vels", "velocity", "velocities", "cache", "caches",
     )),
     Role("device", "the device (the CPU)", ("device", "dev")),
+    # cs231n's update rules, sgd(w, dw, config), take one parameter at a time (its Solver calls them
+    # once per parameter, with one config dict per parameter that also keeps the rule's state).
+    Role("weight", "one parameter: gdlab calls the function once per parameter at every step", (
+        "w", "weight", "w_i", "param_i",
+    )),
+    Role("weight_grad", "that parameter's gradient", ("dw", "dweight", "grad_w", "dw_i", "dparam", "grad_param")),
     # d2l's sgd(params, lr, batch_size) divides gradients of the loss summed over the batch
     # (its loops call l.sum().backward()): with this role, gdlab hands over such gradients.
     Role("batch_size", "the batch size; the gradients (and a loss) gdlab hands over are then of the loss summed "
@@ -191,6 +199,9 @@ class Binding:
     takes_kwargs: bool
     rule: Rule
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Defaults the code writes into its hyperparameter dict (cs231n: config.setdefault("momentum", 0.9)),
+    # by hyperparameter (a pair's entries by index): the code's own defaults, as a parameter's are.
+    dict_defaults: tuple[tuple[str, int | None, Any], ...] = ()
 
     def role(self, role: str) -> Slot | None:
         return next((slot for slot in self.slots if slot.role == role), None)
@@ -209,18 +220,22 @@ class Binding:
         return {slot.hyperparameter for slot in self.slots if slot.hyperparameter is not None}
 
     def own_defaults(self) -> dict[str, Any]:
-        """The function's own default for each hyperparameter it takes (pairs from both entries)."""
+        """The function's own default for each hyperparameter it takes (pairs from both entries): a
+        parameter's default, else one its code writes into its hyperparameter dict."""
         found: dict[str, Any] = {}
         for name in self.rule.names():
-            slots = [slot for slot in self.receivers(name) if slot.has_default and slot.default is not None]
-            if not slots:
+            defaults = [(slot.component, slot.default) for slot in self.receivers(name)
+                        if slot.has_default and slot.default is not None]
+            defaults = defaults or [(component, value) for hyper, component, value in self.dict_defaults
+                                    if hyper == name]
+            if not defaults:
                 continue
-            if self.rule.kind(name) == "pair" and all(slot.component is not None for slot in slots):
-                entries = {slot.component: slot.default for slot in slots}
+            if self.rule.kind(name) == "pair" and all(component is not None for component, _ in defaults):
+                entries = dict(defaults)
                 if set(entries) == {0, 1}:
                     found[name] = (entries[0], entries[1])
-            elif slots[0].component is None:
-                found[name] = slots[0].default
+            elif defaults[0][0] is None:
+                found[name] = defaults[0][1]
         return found
 
     def arguments(self, values: Mapping[str, Any], hparams: Mapping[str, Any]) -> tuple[list, dict]:
@@ -360,9 +375,33 @@ def bind(obj: Callable, rule: Rule, binds: Mapping[str, str] | None = None) -> B
     if entry is None:
         entry = _entry_from_names(parameters, binds)
     slots = _fill(parameters, rule, binds, entry)
-    binding = Binding(name, entry, f"{name}{signature}", tuple(slots), takes_kwargs, rule)
+    hparams = next((slot for slot in slots if slot.role == "hparams"), None)
+    dict_defaults = _dict_defaults(obj, hparams.name, rule) if hparams is not None else ()
+    binding = Binding(name, entry, f"{name}{signature}", tuple(slots), takes_kwargs, rule, dict_defaults=dict_defaults)
     _refuse_unfilled(binding, rule)
     return binding
+
+
+def _dict_defaults(function: Callable, dict_name: str, rule: Rule) -> tuple[tuple[str, int | None, Any], ...]:
+    """The hyperparameters ``function`` gives a default by ``<dict_name>.setdefault("key", number)``."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return ()
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "setdefault"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == dict_name and len(node.args) == 2):
+            continue
+        key, value = node.args
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str) and isinstance(value, ast.Constant)
+                and isinstance(value.value, (int, float)) and not isinstance(value.value, bool)):
+            continue
+        normal = normalize(key.value)
+        hyper = _hyperparameter_by_name(normal, rule) or _hyperparameter_by_spelling(normal, rule, set())
+        if hyper is not None:
+            found.append((hyper[0], hyper[1], value.value))
+    return tuple(found)
 
 
 def _entry_from_names(parameters, binds: Mapping[str, str]) -> str:
@@ -504,7 +543,9 @@ def _refuse_unfilled(binding: Binding, rule: Rule) -> None:
         if binding.role(role) is None:
             meaning = next(r.meaning for r in ROLES[binding.entry] if r.name == role)
             problems.append(f"no parameter takes {meaning} ({role})")
-    if binding.entry == UPDATE and not any(binding.role(role) for role in ("params", "model", "grads", "loss")):
+    if binding.entry == UPDATE and not any(
+        binding.role(role) for role in ("params", "model", "grads", "loss", "weight")
+    ):
         problems.append(
             "no parameter takes the parameters, the model, their gradients or the loss, so it cannot update anything"
         )

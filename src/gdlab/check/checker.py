@@ -259,6 +259,15 @@ def _attempt(code, binding: Binding, rule: Rule, hparams: dict, epochs: int, dty
 
 
 def _describe_update_run(binding: Binding, outcome, run: _Run) -> None:
+    weight = binding.role("weight")
+    if weight is not None:
+        config = binding.role("hparams")
+        kept = f", with one {config.name} dict per parameter kept from step to step" if config is not None else ""
+        arrays = " (numpy arrays: views of the parameter and its gradient)" if outcome.numpy_arrays else ""
+        run.notes.append(
+            f"gdlab called {binding.name} once per parameter at every step{kept}, as cs231n's Solver does; "
+            f"{weight.name} was the parameter{arrays}"
+        )
     for slot in binding.roles("state"):
         run.notes.append(f"{slot.name} was given as {describe_layout(outcome.layout)}, kept from step to step")
     if outcome.returned_parameters:

@@ -105,6 +105,16 @@ class HyperparameterDict(dict):
         except KeyError:
             return default
 
+    def setdefault(self, key, default=None):
+        """cs231n's ``config.setdefault("learning_rate", 1e-2)``: a hyperparameter (under any usual
+        spelling) keeps gdlab's value; the code's own state and step counter start as it says."""
+        found = None if dict.__contains__(self, key) else self._resolve(key)
+        if found is None or found == ("step",):
+            if not dict.__contains__(self, key):
+                dict.__setitem__(self, key, default)
+            return dict.__getitem__(self, key)
+        return self[key]
+
     def __contains__(self, key):
         return dict.__contains__(self, key) or self._resolve(key) is not None
 
@@ -158,6 +168,7 @@ class UpdateRun:
     layout: str | None = None
     returned_parameters: bool = False
     computes_own_gradients: bool = False
+    numpy_arrays: bool = False  # one parameter at a time, handed over as numpy arrays
     hyperparameter_dict: HyperparameterDict | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -186,6 +197,11 @@ def run_update_function(
     run.computes_own_gradients = binding.role("loss") is not None or takes_batch
     hyperparameter_dict = HyperparameterDict(hparams) if binding.role("hparams") else None
     run.hyperparameter_dict = hyperparameter_dict
+    # One parameter at a time (cs231n): one dict per parameter, kept from step to step with its state.
+    per_parameter = binding.role("weight") is not None
+    configs = [HyperparameterDict(hparams) for _ in params] if per_parameter and hyperparameter_dict is not None else []
+    if configs:
+        run.hyperparameter_dict = configs[0]
     step = 0
     for _ in range(epochs):
         for x, y in loader:
@@ -209,6 +225,9 @@ def run_update_function(
                     (loss_fn(model(x), y) * summed).backward()
             if binding.role("grads") is not None:
                 values["grads"] = [param.grad for param in params]
+            if per_parameter:
+                _call_per_parameter(function, binding, values, step_hparams, params, configs, step, run)
+                continue
             args, kwargs = binding.arguments(values, step_hparams)
             try:
                 result = function(*args, **kwargs)
@@ -218,6 +237,59 @@ def run_update_function(
                 raise
             _take_result(result, params, states, state_slots, run)
     return run
+
+
+def _call_per_parameter(function, binding: Binding, values: dict, step_hparams: Mapping[str, Any], params,
+                        configs: list, step: int, run: UpdateRun) -> None:
+    """One call per parameter, as cs231n's Solver makes them: ``next_w, config = rule(w, dw, config)``.
+
+    ``w`` is the parameter itself (detached: an in-place ``w -= ...`` updates it), ``dw`` its
+    gradient; a returned ``next_w`` (a tensor or a numpy array) is written back into the parameter
+    and a returned dict is that parameter's config from then on.
+    """
+    as_numpy = run.numpy_arrays = uses_numpy(function)
+    for index, param in enumerate(params):
+        # numpy code (cs231n's is) gets numpy arrays: views of the parameter and its gradient.
+        weight = param.detach().numpy() if as_numpy else param.detach()
+        gradient = param.grad.detach().numpy() if as_numpy else param.grad
+        call_values = {**values, "weight": weight, "weight_grad": gradient}
+        if configs:
+            if "lr" in step_hparams:
+                dict.__setitem__(configs[index], "lr", step_hparams["lr"])
+            call_values["hparams"] = configs[index]
+        args, kwargs = binding.arguments(call_values, step_hparams)
+        try:
+            result = function(*args, **kwargs)
+        except Exception as error:
+            if step == 1:
+                raise FirstCallFailed(error) from None
+            raise
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            result, config = result
+            if configs and config is not configs[index]:
+                configs[index] = config if isinstance(config, HyperparameterDict) else _kept(config, configs[index])
+        if result is None or result is weight or result is param:
+            continue
+        run.returned_parameters = True
+        with torch.no_grad():
+            param.copy_(torch.as_tensor(result, dtype=param.dtype, device=param.device).reshape(param.shape))
+
+
+def uses_numpy(function: Callable) -> bool:
+    """Whether ``function``'s own code names the numpy module (``np.zeros_like(w)``)."""
+    code = getattr(function, "__code__", None)
+    names = set(code.co_names) if code is not None else set()
+    return any(name in names and getattr(value, "__name__", None) == "numpy"
+               for name, value in getattr(function, "__globals__", {}).items())
+
+
+def _kept(config: dict, previous: "HyperparameterDict") -> "HyperparameterDict":
+    """A new dict the function returned, still answering gdlab's hyperparameters under their spellings."""
+    kept = HyperparameterDict({name: dict.__getitem__(previous, name) for name in previous.names})
+    kept.read, kept.aliases = previous.read, previous.aliases
+    for key, value in config.items():
+        dict.__setitem__(kept, key, value)
+    return kept
 
 
 def _take_result(result, params, states: dict, state_slots: list[str], run: UpdateRun) -> None:
