@@ -229,14 +229,19 @@ def run_update_function(
                 _call_per_parameter(function, binding, values, step_hparams, params, configs, step, run)
                 continue
             args, kwargs = binding.arguments(values, step_hparams)
-            try:
-                result = function(*args, **kwargs)
-            except Exception as error:
-                if step == 1:
-                    raise FirstCallFailed(error) from None
-                raise
-            _take_result(result, params, states, state_slots, run)
+            _take_result(_call(function, args, kwargs, step), params, states, state_slots, run)
     return run
+
+
+def _call(function: Callable, args: list, kwargs: dict, step: int):
+    """``function(*args, **kwargs)``; what it raises at the first step is a FirstCallFailed (the call
+    itself may be what is wrong), later the exception itself."""
+    try:
+        return function(*args, **kwargs)
+    except Exception as error:
+        if step == 1:
+            raise FirstCallFailed(error) from None
+        raise
 
 
 def _call_per_parameter(function, binding: Binding, values: dict, step_hparams: Mapping[str, Any], params,
@@ -258,12 +263,7 @@ def _call_per_parameter(function, binding: Binding, values: dict, step_hparams: 
                 dict.__setitem__(configs[index], "lr", step_hparams["lr"])
             call_values["hparams"] = configs[index]
         args, kwargs = binding.arguments(call_values, step_hparams)
-        try:
-            result = function(*args, **kwargs)
-        except Exception as error:
-            if step == 1:
-                raise FirstCallFailed(error) from None
-            raise
+        result = _call(function, args, kwargs, step)
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
             result, config = result
             if configs and config is not configs[index]:
