@@ -61,6 +61,16 @@ def descendants(root: int) -> set[tuple[int, str]]:
     return found
 
 
+def kill(pid: int) -> bool:
+    """SIGKILL ``pid``; False if it had exited already (a process table is a snapshot, and Ray's
+    short-lived helper processes come and go)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def in_session(session: int) -> set[tuple[int, str]]:
     return {(pid, start) for pid, (_, sid, start) in process_table().items() if sid == session}
 
@@ -250,7 +260,7 @@ def test_ctrl_c_stops_the_cli_and_its_own_cluster_and_resume_joins_ray_address(c
         # Whatever went wrong above, leave none of this cluster's processes behind.
         process.kill()
         for pid, _ in in_session(process.pid):
-            os.kill(pid, signal.SIGKILL)
+            kill(pid)
     done = len(list((out / "runs").glob("*.json")))
     assert 1 <= done < 6 and not list((out / "runs").glob(".*.tmp"))
 

@@ -9,7 +9,6 @@ same study is the reference.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from study_files import write_study
-from test_ray_backend import ROOT, assert_same_results, descendants, in_session, process_table, quiet
+from test_ray_backend import ROOT, assert_same_results, descendants, in_session, kill, process_table, quiet
 from test_ray_backend import cluster, sequential  # noqa: F401  (fixtures: this module's cluster, its reference)
 
 from gdlab.study import run_study
@@ -51,12 +50,12 @@ def test_a_cluster_gone_mid_study_stops_it_in_one_line_and_sequential_resume_fin
         cluster_processes = in_session(process.pid) - {driver}
         assert cluster_processes
         for pid, _ in cluster_processes:
-            os.kill(pid, signal.SIGKILL)
+            kill(pid)
         output, _ = process.communicate(timeout=60)
     finally:
         process.kill()
         for pid, _ in in_session(process.pid):
-            os.kill(pid, signal.SIGKILL)
+            kill(pid)
     assert process.returncode == 2, output
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
@@ -95,8 +94,7 @@ def kill_the_first_worker_running_a_job(stop: threading.Event, killed: list[tupl
                 title = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::train_job"):
-                os.kill(pid, signal.SIGKILL)
+            if title.startswith(b"ray::train_job") and kill(pid):
                 killed.append((pid, len(saved)))
                 return
         time.sleep(0.01)
